@@ -1,0 +1,5 @@
+"""``python -m stvm`` entry point."""
+
+from stvm.cli import main
+
+raise SystemExit(main())

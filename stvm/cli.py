@@ -1,0 +1,196 @@
+"""``stvm <stage>``: one subcommand per pipeline stage, plus ``score`` and ``bench``.
+
+Each handler parses paths from the command line and hyper-parameters from ``--params``
+(validated once by ``stvm.config``), then calls one library function. A ``StvmError`` becomes a
+single line on stderr and exit status 2; nothing else is caught, so real bugs keep their traceback.
+Heavy imports (torch) happen inside the handlers so ``--help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from stvm.errors import StvmError
+
+DEFAULT_PARAMS = Path("params.yaml")
+
+
+def _params(args: argparse.Namespace):
+    from stvm.config import load_params
+
+    return load_params(args.params)
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from stvm.data.synth import save_preview, write_synth
+
+    cfg = _params(args).synth
+    summary = write_synth(
+        args.out, n_source=cfg.n_source, n_target_train=cfg.n_target_train, n_target_val=cfg.n_target_val,
+        width=cfg.width, height=cfg.height, seed=cfg.seed if args.seed is None else args.seed, shift=cfg.shift,
+        workers=cfg.workers,
+    )
+    if args.preview:
+        save_preview(args.out, args.preview)
+    print(json.dumps({k: summary[k] for k in summary if k in ("counts", "seed")}))
+    return 0
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from stvm.data.prepare import prepare_dataset
+
+    cfg = _params(args).prepare
+    holdout = cfg.source_holdout if args.holdout is None else args.holdout
+    manifest = prepare_dataset(
+        args.dataset, args.root, args.out, size=(cfg.width, cfg.height), eval_label_size=cfg.eval_label_size,
+        holdout=holdout if args.dataset in ("gta5", "synthia") else 0, city=args.city or None, mismatch=cfg.mismatch,
+        workers=cfg.workers if args.workers is None else args.workers, overwrite=args.overwrite,
+        show_progress=not args.quiet,
+    )
+    counts = {s: v["count"] for s, v in manifest["splits"].items()}
+    print(json.dumps({"dataset": args.dataset, "out": str(args.out), "counts": counts}))
+    return 0
+
+
+def cmd_train_source(args: argparse.Namespace) -> int:
+    from stvm.train import train_source
+
+    p = _params(args)
+    result = train_source(
+        p.train_source, images=args.images, labels=args.labels, out=args.out, protocol=p.common.protocol,
+        seed=p.common.seed if args.seed is None else args.seed, device=p.common.device,
+        num_workers=p.common.num_workers, stop_after=args.stop_after, show_progress=not args.quiet,
+    )
+    print(json.dumps(result))
+    return 0
+
+
+def cmd_adapt(args: argparse.Namespace) -> int:
+    from stvm.adapt.loop import adapt
+
+    p = _params(args)
+    result = adapt(
+        p.adapt, variant=args.variant, source_model=args.source_model, target_images=args.target_images,
+        out=args.out, seed=p.common.seed if args.seed is None else args.seed, device=p.common.device,
+        num_workers=p.common.num_workers, stop_after=args.stop_after, show_progress=not args.quiet,
+    )
+    print(json.dumps(result))
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from stvm.evaluate.stage import evaluate_stage
+
+    p = _params(args)
+    metrics = evaluate_stage(
+        p.evaluate, model_path=args.model, images=args.images, labels=args.labels, out=args.out,
+        device=p.common.device, input_size=(p.prepare.width, p.prepare.height), show_progress=not args.quiet,
+    )
+    print(json.dumps({k: metrics[k] for k in ("miou", "miou13") if k in metrics}))
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from stvm.evaluate.score import score_folders
+
+    print(json.dumps(score_folders(args.pred, args.gt, args.protocol), indent=2))
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from stvm.bench import run_bench
+
+    run_bench(stage=args.stage, arch=args.arch, width=args.width, height=args.height, batch=args.batch,
+              iters=args.iters, device=args.device)
+    return 0
+
+
+def cmd_params(args: argparse.Namespace) -> int:
+    from stvm.config import params_table
+
+    _params(args)  # validate
+    print(params_table())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser (exposed for tests and docs)."""
+    ap = argparse.ArgumentParser(prog="stvm", description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="command", required=True, metavar="STAGE")
+
+    def stage(name: str, help: str, fn) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help, description=help)
+        sp.add_argument("--params", type=Path, default=DEFAULT_PARAMS, help="params file (default: params.yaml)")
+        sp.add_argument("--quiet", action="store_true", help="no progress output")
+        sp.set_defaults(fn=fn)
+        return sp
+
+    sp = stage("synth", "Write the built-in synthetic benchmark (GTA5-format source, Cityscapes-format target).", cmd_synth)
+    sp.add_argument("--out", type=Path, required=True, help="output root (writes OUT/source and OUT/target)")
+    sp.add_argument("--seed", type=int, help="override synth.seed")
+    sp.add_argument("--preview", type=Path, help="also write a PNG preview of both domains")
+
+    sp = stage("prepare", "Read a raw dataset, remap labels to trainIds, resize, write a prepared dataset.", cmd_prepare)
+    sp.add_argument("--dataset", required=True, choices=["gta5", "synthia", "cityscapes", "nthu"])
+    sp.add_argument("--root", type=Path, required=True, help="raw dataset root, exactly as distributed")
+    sp.add_argument("--out", type=Path, required=True, help="prepared dataset folder (must not exist)")
+    sp.add_argument("--city", default="", help="NTHU Cross-City city: Rome, Rio, Tokyo or Taipei")
+    sp.add_argument("--holdout", type=int, help="override prepare.source_holdout (gta5/synthia only)")
+    sp.add_argument("--workers", type=int, help="override prepare.workers")
+    sp.add_argument("--overwrite", action="store_true", help="replace an existing output")
+
+    sp = stage("train_source", "Supervised training of the source model on a prepared labelled split.", cmd_train_source)
+    sp.add_argument("--images", type=Path, required=True)
+    sp.add_argument("--labels", type=Path, required=True)
+    sp.add_argument("--out", type=Path, required=True, help="run folder: model.pt, ckpt/, plots/")
+    sp.add_argument("--seed", type=int, help="override common.seed")
+    sp.add_argument("--stop-after", type=int, help=argparse.SUPPRESS)
+
+    sp = stage("adapt", "STvM source-free adaptation (or an ablation variant) on unlabeled target images.", cmd_adapt)
+    sp.add_argument("--variant", required=True, choices=["ST", "ST_Aug", "ST_MT", "STvM_Raw", "STvM"])
+    sp.add_argument("--source-model", type=Path, required=True, help="source model.pt (stvm format)")
+    sp.add_argument("--target-images", type=Path, required=True, help="prepared target train images (no labels)")
+    sp.add_argument("--out", type=Path, required=True)
+    sp.add_argument("--seed", type=int, help="override common.seed")
+    sp.add_argument("--stop-after", type=int, help=argparse.SUPPRESS)
+
+    sp = stage("evaluate", "mIoU (per protocol, single- or multi-scale) of a model on prepared target val.", cmd_evaluate)
+    sp.add_argument("--model", type=Path, required=True)
+    sp.add_argument("--images", type=Path, required=True)
+    sp.add_argument("--labels", type=Path, required=True)
+    sp.add_argument("--out", type=Path, required=True, help="folder: metrics.json (+ predictions)")
+
+    sp = sub.add_parser("score", help="Score a folder of trainId prediction PNGs against labels (JSON on stdout).")
+    sp.add_argument("--pred", type=Path, required=True)
+    sp.add_argument("--gt", type=Path, required=True)
+    sp.add_argument("--protocol", type=int, choices=[19, 16, 13], default=19)
+    sp.set_defaults(fn=cmd_score)
+
+    sp = sub.add_parser("bench", help="Throughput, peak memory and loop overhead (a benchmark, not a test).")
+    sp.add_argument("--stage", choices=["train", "adapt"], default="train")
+    sp.add_argument("--arch", default="deeplabv2_r18")
+    sp.add_argument("--width", type=int, default=256)
+    sp.add_argument("--height", type=int, default=128)
+    sp.add_argument("--batch", type=int, default=2)
+    sp.add_argument("--iters", type=int, default=10)
+    sp.add_argument("--device", default="auto")
+    sp.set_defaults(fn=cmd_bench)
+
+    sp = stage("params", "Validate params.yaml and print the parameter table.", cmd_params)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``stvm`` console script and ``python -m stvm``."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.fn(args) or 0)
+    except StvmError as err:
+        print(f"stvm {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"stvm {args.command}: interrupted", file=sys.stderr)
+        return 130

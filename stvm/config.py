@@ -1,0 +1,245 @@
+"""params.yaml -> frozen, validated dataclasses (one per section), checked once.
+
+Configuration flows one way: ``load_params`` reads the YAML file once, rejects unknown keys, wrong
+types and out-of-range values with an error naming the dotted key, and returns ``Params``. Library
+functions then receive one section (or plain arguments), never the file name.
+
+Field ``help`` metadata names the paper symbol and section where one exists; the README params table
+is generated from it (``python -m stvm params-table``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+import yaml
+
+from stvm.errors import StvmError
+
+VARIANTS = ("ST", "ST_Aug", "ST_MT", "STvM_Raw", "STvM")
+
+
+def _f(default: Any, help: str, **kw: Any) -> Any:
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"help": help, **kw})
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass(frozen=True)
+class CommonParams:
+    seed: int = _f(0, "Seed of every stage (data order, crops, augmentation, init).")
+    device: Literal["auto", "cpu", "cuda"] = _f("auto", "Device; auto = cuda when available.")
+    protocol: Literal[19, 16, 13] = _f(19, "Class protocol: 19 (GTA5), 16 (SYNTHIA, + mIoU* of 13), 13 (Cross-City).")
+    num_workers: int = _f(0, "DataLoader worker processes.", min=0)
+
+
+@dataclass(frozen=True)
+class SynthParams:
+    seed: int = _f(0, "Seed of the synthetic benchmark itself (fixed across experiment seeds).")
+    n_source: int = _f(200, "Synthetic source (GTA5-format) frames.", min=1)
+    n_target_train: int = _f(200, "Synthetic target (Cityscapes-format) unlabeled train frames.", min=1)
+    n_target_val: int = _f(60, "Synthetic target val frames (labelled, evaluation only).", min=1)
+    width: int = _f(256, "Frame width in pixels.", min=16)
+    height: int = _f(128, "Frame height in pixels.", min=16)
+    shift: float = _f(1.0, "Domain-shift strength (0 = same appearance in both domains).", min=0.0)
+    workers: int = _f(2, "Parallel writer processes.", min=1)
+
+
+@dataclass(frozen=True)
+class PrepareParams:
+    width: int = _f(1024, "Training width after resize (paper IV-B: 1024x512).", min=8)
+    height: int = _f(512, "Training height after resize.", min=8)
+    eval_label_size: Literal["full", "train"] = _f("full", "Evaluation labels: keep full resolution or resize to training size.")
+    source_holdout: int = _f(0, "Last N source frames held out as a source val split (0 = none).", min=0)
+    mismatch: Literal["resize", "skip", "error"] = _f("resize", "Image/label size mismatch policy (GTA5 has a few).")
+    workers: int = _f(2, "Parallel worker processes.", min=1)
+
+
+@dataclass(frozen=True)
+class TrainSourceParams:
+    arch: Literal["deeplabv2_r101", "deeplabv3_r50", "deeplabv2_r18", "deeplabv3_r18"] = _f(
+        "deeplabv2_r101", "Segmentation network (paper: DeepLabV2-R101 or DeepLabV3-R50).")
+    init: str = _f("imagenet", "Backbone init: imagenet | random | path to a torchvision ResNet state_dict.")
+    iterations: int = _f(20000, "Training iterations.", min=1)
+    batch_size: int = _f(2, "Batch size (paper: 2).", min=1)
+    crop: int = _f(512, "Square random crop side (paper: 512).", min=8)
+    lr: float = _f(2.5e-4, "SGD learning rate of the feature extractor F (C uses 10x).", min=0.0)
+    lr_head_mult: float = _f(10.0, "Classifier C learning rate multiplier.", min=0.0)
+    momentum: float = _f(0.9, "SGD momentum.", min=0.0)
+    weight_decay: float = _f(5e-4, "SGD weight decay.", min=0.0)
+    poly_power: float = _f(0.9, "Poly learning-rate decay power.", min=0.0)
+    hflip: bool = _f(True, "Random horizontal flip.")
+    log_every: int = _f(20, "Iterations between progress/plot rows.", min=1)
+    ckpt_every: int = _f(500, "Iterations between checkpoints.", min=1)
+
+
+@dataclass(frozen=True)
+class AdaptParams:
+    arch_from_source: bool = _f(True, "Use the source checkpoint's architecture (always true; informational).")
+    iterations: int = _f(20000, "Adaptation iterations (not stated in the paper; an open choice).", min=1)
+    batch_size: int = _f(2, "Batch size (paper IV-B: 2).", min=1)
+    crop: int = _f(512, "Random square crop after the resize (paper: 512).", min=8)
+    lr: float = _f(2.5e-4, "Student SGD lr of F (paper IV-B: 2.5e-4).", min=0.0)
+    lr_head: float = _f(2.5e-3, "Student SGD lr of C (paper IV-B: 2.5e-3).", min=0.0)
+    momentum: float = _f(0.9, "SGD momentum, Nesterov (paper IV-B).", min=0.0)
+    weight_decay: float = _f(5e-4, "SGD weight decay (paper IV-B).", min=0.0)
+    lr_metric: float = _f(3e-4, "Adam lr of the metric network M and proxies (paper IV-B).", min=0.0)
+    poly_power: float = _f(0.9, "Poly decay power of both optimisers (paper IV-B).", min=0.0)
+    ema_interval: int = _f(100, "Teacher update interval in iterations (III-B / IV-B: 100).", min=1)
+    ema_lambda: float = _f(1e-3, "Teacher smoothing factor lambda (IV-B: 1e-3).", min=0.0, max=1.0)
+    n_f: int = _f(128, "Metric feature size N_f (IV-B: 128).", min=1)
+    temperature: float = _f(0.25, "NCA temperature T (Eq. 2; IV-B: 0.25).", min=1e-6)
+    q_m: float = _f(0.2, "Metric pseudo-label percentile q_M (Eq. 1; IV-B: 0.2).", min=0.0, max=1.0)
+    threshold_momentum: float = _f(0.9, "Moving-average momentum of the per-class thresholds (not stated).", min=0.0, max=1.0)
+    samples_per_class: int = _f(64, "Metric pseudo-label samples per class per batch (balanced; not stated).", min=1)
+    alpha: float = _f(2.0, "Reverse-sigmoid sharpness alpha (Eq. 4; IV-B: 2).")
+    beta: float = _f(0.6, "Reverse-sigmoid offset beta (Eq. 4; IV-B: 0.6).")
+    tau_mocm: float = _f(0.8, "MOCM patch acceptance distance threshold (III-D; IV-B: 0.8).", min=0.0)
+    n_mocm: int = _f(10, "Patches pasted per image N_MOCM (III-D: 10).", min=0)
+    buffer_size: int = _f(50, "Per-class FIFO patch buffer size (IV-B: 50).", min=1)
+    evaluated_network: Literal["teacher", "student"] = _f("student", "Network written as the adapted model (open choice).")
+    metric_input: Literal["teacher", "student"] = _f("teacher", "Whose F features feed M (paper: teacher).")
+    log_every: int = _f(20, "Iterations between progress/plot rows.", min=1)
+    ckpt_every: int = _f(500, "Iterations between checkpoints.", min=1)
+
+
+@dataclass(frozen=True)
+class EvaluateParams:
+    scales: list[float] = _f([1.0], "Test scales relative to the input size (MST when more than one).")
+    flip: bool = _f(False, "Average with the horizontally flipped input.")
+    batch_size: int = _f(1, "Evaluation batch size.", min=1)
+    save_predictions: bool = _f(False, "Also write trainId and colourised prediction PNGs.")
+
+
+@dataclass(frozen=True)
+class DataRole:
+    dataset: Literal["gta5", "synthia", "cityscapes", "nthu"] = _f("gta5", "Raw format of this role's dataset.")
+    root: str = _f("data/raw/gta5", "Raw dataset root, exactly as distributed (under data/raw/<name>).")
+    city: str = _f("", "NTHU Cross-City city (Rome, Rio, Tokyo, Taipei); empty otherwise.")
+
+
+@dataclass(frozen=True)
+class DataParams:
+    source: DataRole = field(default_factory=DataRole)
+    target: DataRole = field(default_factory=lambda: DataRole("cityscapes", "data/raw/cityscapes"))
+
+
+@dataclass(frozen=True)
+class Params:
+    common: CommonParams = field(default_factory=CommonParams)
+    data: DataParams = field(default_factory=DataParams)
+    synth: SynthParams = field(default_factory=SynthParams)
+    prepare: PrepareParams = field(default_factory=PrepareParams)
+    train_source: TrainSourceParams = field(default_factory=TrainSourceParams)
+    adapt: AdaptParams = field(default_factory=AdaptParams)
+    evaluate: EvaluateParams = field(default_factory=EvaluateParams)
+    variants: list[str] = field(default_factory=lambda: ["ST_MT", "STvM"])
+    seeds: list[int] = field(default_factory=lambda: [0])
+
+
+def _check_value(key: str, tp: Any, value: Any, meta: Any) -> Any:
+    """Validate one value against its annotation; return it (ints are accepted for floats)."""
+    origin = get_origin(tp)
+    if origin is Literal:
+        if value not in get_args(tp) or isinstance(value, bool) != isinstance(get_args(tp)[0], bool):
+            raise StvmError(None, f"{key}: expected one of {list(get_args(tp))}, got {value!r}")
+        return value
+    if origin is list:
+        (inner,) = get_args(tp)
+        if not isinstance(value, list) or not value:
+            raise StvmError(None, f"{key}: expected a non-empty list, got {value!r}")
+        return [_check_value(f"{key}[{i}]", inner, v, {}) for i, v in enumerate(value)]
+    if tp is bool:
+        ok = isinstance(value, bool)
+    elif tp is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif tp is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    else:
+        ok = isinstance(value, tp)
+    if not ok:
+        raise StvmError(None, f"{key}: expected {getattr(tp, '__name__', tp)}, got {value!r}")
+    lo, hi = meta.get("min"), meta.get("max")
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        rng = f"[{lo if lo is not None else '-inf'}, {hi if hi is not None else 'inf'}]"
+        raise StvmError(None, f"{key}: expected a value in {rng}, got {value!r}")
+    return value
+
+
+def _build_section(cls: type, name: str, raw: Any) -> Any:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise StvmError(None, f"{name}: expected a mapping, got {type(raw).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise StvmError(None, f"{name}.{unknown[0]}: unknown key (known: {', '.join(fields)})")
+    values = {
+        k: _build_section(hints[k], f"{name}.{k}", v) if dataclasses.is_dataclass(hints[k])
+        else _check_value(f"{name}.{k}", hints[k], v, fields[k].metadata)
+        for k, v in raw.items()
+    }
+    return cls(**values)
+
+
+def params_from_dict(raw: Any) -> Params:
+    """Validate a parsed params mapping into ``Params`` (errors name the dotted key)."""
+    if not isinstance(raw, dict):
+        raise StvmError(None, "expected a mapping at the top level")
+    hints = typing.get_type_hints(Params)
+    known = {f.name for f in dataclasses.fields(Params)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise StvmError(None, f"{unknown[0]}: unknown section (known: {', '.join(sorted(known))})")
+    out: dict[str, Any] = {}
+    for name in known & set(raw):
+        tp = hints[name]
+        if dataclasses.is_dataclass(tp):
+            out[name] = _build_section(tp, name, raw[name])
+        else:
+            out[name] = _check_value(name, tp, raw[name], {})
+    for v in out.get("variants", []):
+        if v not in VARIANTS:
+            raise StvmError(None, f"variants: unknown variant {v!r} (known: {', '.join(VARIANTS)})")
+    return Params(**out)
+
+
+def load_params(path: str | Path) -> Params:
+    """Read and validate a params.yaml file once; every error names the file and the key."""
+    path = Path(path)
+    if not path.is_file():
+        raise StvmError(path, "params file not found")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise StvmError(path, f"not valid YAML ({str(err).splitlines()[0]})") from None
+    try:
+        return params_from_dict(raw)
+    except StvmError as err:
+        raise StvmError(path, err.problem) from None
+
+
+def section_dict(section: Any) -> dict[str, Any]:
+    """A section as a plain dict (written next to every output for provenance)."""
+    return dataclasses.asdict(section)
+
+
+def params_table() -> str:
+    """Markdown table of every parameter, its default and its help text (for the README)."""
+    rows = ["| key | default | meaning |", "|---|---|---|"]
+    for f in dataclasses.fields(Params):
+        tp = typing.get_type_hints(Params)[f.name]
+        if not dataclasses.is_dataclass(tp) or f.name == "data":
+            continue
+        for sf in dataclasses.fields(tp):
+            default = sf.default if sf.default is not dataclasses.MISSING else sf.default_factory()
+            rows.append(f"| `{f.name}.{sf.name}` | `{default}` | {sf.metadata.get('help', '')} |")
+    return "\n".join(rows)
+

@@ -1,0 +1,138 @@
+"""Torch datasets over a *prepared* folder, with randomness derived from (seed, iteration, slot).
+
+Every random choice (which file, which crop, flip or not) is a pure function of the run seed, the
+iteration and the position in the batch. Resuming at iteration k therefore replays exactly the batches
+an uninterrupted run would have seen, with no sampler state to save, and DDP ranks take disjoint
+slots of the same global sequence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from stvm.errors import StvmError
+
+IGNORE = 255
+
+
+def list_stems(folder: Path) -> list[str]:
+    """Sorted PNG stems of a prepared folder; an empty or missing folder is a user error."""
+    if not folder.is_dir():
+        raise StvmError(folder, "folder not found (run the prepare stage first)")
+    stems = sorted(p.stem for p in folder.glob("*.png"))
+    if not stems:
+        raise StvmError(folder, "no PNG files")
+    return stems
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """Read an RGB PNG as HxWx3 uint8."""
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise StvmError(path, "unreadable image")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def read_label(path: Path) -> np.ndarray:
+    """Read a single-channel uint8 trainId PNG."""
+    lab = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if lab is None or lab.ndim != 2 or lab.dtype != np.uint8:
+        raise StvmError(path, "not a single-channel 8-bit label PNG")
+    return lab
+
+
+class CropDataset(Dataset):
+    """Random crops (and flips) of prepared images, optionally with labels mapped by ``lut``.
+
+    Items are addressed as ``(index, seed_key)``; ``seed_key`` seeds the crop/flip generator.
+    Returns ``(image uint8 3xHxW, label int64 HxW or empty, index)``.
+    """
+
+    def __init__(self, images: Path, labels: Path | None, crop: int, hflip: bool, lut: np.ndarray | None) -> None:
+        self.images, self.labels, self.crop, self.hflip, self.lut = images, labels, crop, hflip, lut
+        self.stems = list_stems(images)
+        if labels is not None:
+            missing = sorted(set(self.stems) - set(list_stems(labels)))
+            if missing:
+                raise StvmError(labels / f"{missing[0]}.png", "label missing for a prepared image")
+
+    def __len__(self) -> int:
+        return len(self.stems)
+
+    def __getitem__(self, key: tuple[int, tuple[int, ...]]) -> tuple[torch.Tensor, torch.Tensor, int]:
+        index, seed_key = key
+        stem = self.stems[index]
+        img = read_rgb(self.images / f"{stem}.png")
+        lab = read_label(self.labels / f"{stem}.png") if self.labels is not None else None
+        if lab is not None and self.lut is not None:
+            lab = self.lut[lab]
+        rng = np.random.default_rng(list(seed_key))
+        img, lab = random_crop(img, lab, self.crop, rng)
+        if self.hflip and rng.random() < 0.5:
+            img = img[:, ::-1]
+            lab = lab[:, ::-1] if lab is not None else None
+        image = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))
+        label = torch.from_numpy(lab.astype(np.int64)) if lab is not None else torch.empty(0, dtype=torch.int64)
+        return image, label, index
+
+
+def random_crop(
+    img: np.ndarray, lab: np.ndarray | None, crop: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """A ``crop``x``crop`` window (padded with 0 / ignore when the image is smaller)."""
+    h, w = img.shape[:2]
+    ph, pw = max(crop - h, 0), max(crop - w, 0)
+    if ph or pw:
+        img = np.pad(img, ((0, ph), (0, pw), (0, 0)))
+        lab = np.pad(lab, ((0, ph), (0, pw)), constant_values=IGNORE) if lab is not None else None
+        h, w = img.shape[:2]
+    y = int(rng.integers(0, h - crop + 1))
+    x = int(rng.integers(0, w - crop + 1))
+    img = img[y : y + crop, x : x + crop]
+    lab = lab[y : y + crop, x : x + crop] if lab is not None else None
+    return img, lab
+
+
+class IterationBatches(Sampler):
+    """Yields, for iterations ``start..total-1``, this rank's batch of ``(index, seed_key)`` keys.
+
+    Global sample position ``p = (it * world + rank) * batch + j`` walks through one permutation
+    of the dataset per epoch (``default_rng([seed, epoch])``), so the order is a pure function of
+    the seed and the iteration.
+    """
+
+    def __init__(self, n: int, batch: int, seed: int, start: int, total: int, rank: int = 0, world: int = 1) -> None:
+        self.n, self.batch, self.seed, self.start, self.total = n, batch, seed, start, total
+        self.rank, self.world = rank, world
+        self._perms: dict[int, np.ndarray] = {}
+
+    def _perm(self, epoch: int) -> np.ndarray:
+        if epoch not in self._perms:
+            self._perms = {epoch: np.random.default_rng([self.seed, epoch]).permutation(self.n)}
+        return self._perms[epoch]
+
+    def batch_keys(self, it: int) -> list[tuple[int, tuple[int, ...]]]:
+        """The keys of iteration ``it`` for this rank."""
+        keys = []
+        for j in range(self.batch):
+            p = (it * self.world + self.rank) * self.batch + j
+            keys.append((int(self._perm(p // self.n)[p % self.n]), (self.seed, it, self.rank, j)))
+        return keys
+
+    def __iter__(self) -> Iterator[list[tuple[int, tuple[int, ...]]]]:
+        for it in range(self.start, self.total):
+            yield self.batch_keys(it)
+
+    def __len__(self) -> int:
+        return max(self.total - self.start, 0)
+
+
+def to_float(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """uint8 Bx3xHxW -> normalised float (on the images' device)."""
+    return (images.float().div_(255.0) - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1)

@@ -1,0 +1,34 @@
+"""CSV plot files in dvclive's layout (``dvc plots show`` reads them), resumable.
+
+Each write rewrites the whole file atomically. On resume the rows past the checkpoint's iteration
+are dropped, so the plot of a resumed run equals the uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+from stvm.io import atomic_path
+
+
+class PlotWriter:
+    """Accumulate rows of named numeric columns and keep ``path`` up to date."""
+
+    def __init__(self, path: Path, columns: list[str], resume_from: int = 0) -> None:
+        self.path, self.columns = path, columns
+        self.rows: list[dict[str, float]] = []
+        if resume_from > 0 and path.exists():
+            with path.open() as fh:
+                self.rows = [r for r in csv.DictReader(fh) if float(r["iteration"]) <= resume_from]
+
+    def row(self, values: dict[str, float]) -> None:
+        """Append one row and rewrite the file."""
+        self.rows.append({k: values[k] for k in self.columns})
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=self.columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(self.rows)
+        with atomic_path(self.path) as tmp:
+            tmp.write_text(buf.getvalue())

@@ -1,0 +1,34 @@
+rule synth:
+    input:
+        "stvm/data/synth.py",
+    output:
+        directory("data/raw/synth/source"),
+        directory("data/raw/synth/target"),
+        "data/raw/synth/synth.json",
+    params:
+        synth=config["synth"],
+    log:
+        "logs/synth.log",
+    shell:
+        "python -m stvm synth --quiet --out data/raw/synth 2> {log}"
+
+
+rule prepare:
+    input:
+        root=lookup(dpath="data/{role}/root", within=config),
+        code=["stvm/data/prepare.py", "stvm/data/readers.py", "stvm/data/labels.py"],
+    output:
+        directory("data/prepared/{role}/train/images"),
+        directory("data/prepared/{role}/train/labels"),
+        directory("data/prepared/{role}/val/images"),
+        directory("data/prepared/{role}/val/labels"),
+        "data/prepared/{role}/manifest.json",
+    params:
+        dataset=lookup(dpath="data/{role}/dataset", within=config),
+        city=lookup(dpath="data/{role}/city", within=config, default=""),
+        prepare=config["prepare"],
+    log:
+        "logs/prepare_{role}.log",
+    shell:
+        "python -m stvm prepare --quiet --dataset {params.dataset} --root {input.root}"
+        ' --city "{params.city}" --out data/prepared/{wildcards.role} 2> {log}'
