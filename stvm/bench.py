@@ -1,0 +1,143 @@
+"""``stvm bench``: throughput, peak memory and loop overhead. A benchmark, never imported by tests.
+
+Loop overhead = (time of one iteration of our real training loop, with data loading from PNG
+files, augmentation, logging and checkpoint bookkeeping) / (time of a bare forward + backward +
+optimiser step of the same model on an in-memory batch). The loop time is taken as the slope
+between two runs of different length, so start-up (model build, first checkpoint read) cancels.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from stvm.config import TrainSourceParams
+from stvm.models.deeplab import build_model
+from stvm.runtime import autocast, resolve_device
+
+# Dense bf16 peak TFLOP/s of common devices, for the utilisation figure (vendor data sheets).
+PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0, "RTX 4090": 165.0}
+
+
+def _fake_prepared(root: Path, n: int, width: int, height: int, classes: int = 19) -> tuple[Path, Path]:
+    rng = np.random.default_rng(0)
+    img_dir, lab_dir = root / "images", root / "labels"
+    img_dir.mkdir(parents=True)
+    lab_dir.mkdir(parents=True)
+    for i in range(n):
+        cv2.imwrite(str(img_dir / f"{i:05d}.png"), rng.integers(0, 255, (height, width, 3), dtype=np.uint8))
+        cv2.imwrite(str(lab_dir / f"{i:05d}.png"), rng.integers(0, classes, (height, width), dtype=np.uint8))
+    return img_dir, lab_dir
+
+
+def _sync(dev: torch.device) -> None:
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def bare_step_seconds(arch: str, crop: int, batch: int, iters: int, dev: torch.device) -> tuple[float, float]:
+    """Seconds per bare forward+backward+SGD step, and model GFLOPs per step (flop counter)."""
+    model = build_model(arch, 19).to(dev).train()
+    if dev.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    x = torch.randn(batch, 3, crop, crop, device=dev)
+    y = torch.randint(0, 19, (batch, crop, crop), device=dev)
+
+    def step() -> None:
+        with autocast(dev):
+            out = model(x)
+        loss = F.cross_entropy(out.float(), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as fc:
+        step()
+    for _ in range(2):
+        step()
+    _sync(dev)
+    t0 = time.perf_counter()
+    for _ in range(iters):
+        step()
+    _sync(dev)
+    return (time.perf_counter() - t0) / iters, fc.get_total_flops() / 1e9
+
+
+def loop_seconds(stage: str, arch: str, crop: int, batch: int, iters: int, dev: torch.device, data: tuple[Path, Path]) -> float:
+    """Seconds per iteration of the real loop (slope between an n- and a 2n-iteration run)."""
+    times = []
+    for n in (iters, 2 * iters):
+        with tempfile.TemporaryDirectory() as tmp:
+            t0 = time.perf_counter()
+            _run_loop(stage, arch, crop, batch, n, dev, data, Path(tmp))
+            times.append(time.perf_counter() - t0)
+    return (times[1] - times[0]) / iters
+
+
+def _run_loop(stage: str, arch: str, crop: int, batch: int, n: int, dev: torch.device, data, out: Path) -> None:
+    from stvm.train import train_source
+
+    cfg = dataclasses.replace(TrainSourceParams(), arch=arch, init="random", iterations=n, batch_size=batch,
+                              crop=crop, log_every=max(n // 4, 1), ckpt_every=max(n // 2, 1))
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        train_source(cfg, images=data[0], labels=data[1], out=out / "src", protocol=19, seed=0,
+                     device=str(dev), show_progress=False)
+
+
+def run_bench(stage: str, arch: str, width: int, height: int, batch: int, iters: int, device: str) -> None:
+    """Print the benchmark figures (train or adapt stage) for one model and size."""
+    dev = resolve_device(device)
+    crop = min(width, height)
+    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
+    print(f"device: {name} | torch {torch.__version__} | arch {arch} | image {width}x{height} crop {crop} batch {batch}")
+    if stage == "adapt":
+        from stvm.adapt.bench import run_adapt_bench
+
+        run_adapt_bench(arch, width, height, batch, iters, dev)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        data = _fake_prepared(Path(tmp), 16, width, height)
+        bare, gflops = bare_step_seconds(arch, crop, batch, iters, dev)
+        loop = loop_seconds(stage, arch, crop, batch, iters, dev, data)
+        eval_ips = eval_images_per_second(arch, width, height, iters, dev)
+    print(f"train step (bare fwd+bwd+step): {bare * 1e3:.1f} ms  = {batch / bare:.2f} img/s")
+    print(f"train step (our loop, all included): {loop * 1e3:.1f} ms = {batch / loop:.2f} img/s")
+    print(f"loop overhead: {loop / bare:.3f}x (target <= 1.10)")
+    print(f"evaluation (single scale, {width}x{height}): {eval_ips:.2f} img/s")
+    print(f"model: {gflops:.1f} GFLOP per training step")
+    if dev.type == "cuda":
+        tflops = gflops / bare / 1e3
+        peak = next((v for k, v in PEAK_TFLOPS.items() if k in name), None)
+        print(f"achieved: {tflops:.1f} TFLOP/s" + (f" of {peak:.0f} peak bf16 ({100 * tflops / peak:.1f}%)" if peak else ""))
+        print(f"peak GPU memory: {torch.cuda.max_memory_allocated(dev) / 2**30:.2f} GiB")
+    print(f"peak host memory (max RSS): {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB")
+
+
+@torch.inference_mode()
+def eval_images_per_second(arch: str, width: int, height: int, iters: int, dev: torch.device) -> float:
+    """Single-scale inference throughput at the full test size."""
+    model = build_model(arch, 19).to(dev).eval()
+    x = torch.randn(1, 3, height, width, device=dev)
+    with autocast(dev):
+        model(x)
+        _sync(dev)
+        t0 = time.perf_counter()
+        for _ in range(iters):
+            model(x).argmax(1)
+        _sync(dev)
+    return iters / (time.perf_counter() - t0)
+
