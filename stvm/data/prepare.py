@@ -1,0 +1,391 @@
+"""Prepare stage: raw dataset -> resized RGB PNGs + uint8 trainId label PNGs + manifest.json.
+
+Output (the names are fixed; DVC declares the sub-folders as separate outputs)::
+
+    out/train/images/<stem>.png   RGB resized to ``size`` (INTER_AREA when shrinking, else bilinear)
+    out/train/labels/<stem>.png   trainIds, nearest, same size (only for labelled train splits)
+    out/val/images/<stem>.png     RGB resized to ``size``
+    out/val/labels/<stem>.png     trainIds, raw resolution ("full") or nearest to ``size`` ("train")
+    out/manifest.json
+
+Everything is written into a temporary folder next to ``out`` and renamed at the end, so bad input
+(every case is a ``StvmError`` naming the file) never leaves anything at ``out``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from stvm.data.labels import CLASS_NAMES, ID_TO_TRAINID, IGNORE
+from stvm.data.readers import (
+    NTHU_CITIES,
+    Sample,
+    cityscapes_samples,
+    decode_image,
+    decode_label,
+    gta5_samples,
+    nthu_samples,
+    read_bytes,
+    synthia_samples,
+)
+from stvm.errors import StvmError
+from stvm.io import atomic_dir, write_json
+from stvm.progress import ProgressBar
+
+DATASETS = ("gta5", "synthia", "cityscapes", "nthu")
+EVAL_LABEL_SIZES = ("full", "train")
+MISMATCH_POLICIES = ("resize", "skip", "error")
+
+
+@dataclass(frozen=True)
+class _Task:
+    """Everything one worker needs to convert one raw frame (picklable)."""
+
+    split: str
+    sample: Sample
+    root: Path
+    out: Path
+    encoding: str
+    size: tuple[int, int]
+    resize_label: bool
+    mismatch: str
+
+
+def _check_args(
+    dataset: str,
+    city: str | None,
+    size: tuple[int, int],
+    eval_label_size: str,
+    holdout: int,
+    mismatch: str,
+) -> str | None:
+    """Validate the parameters; return the canonical NTHU city name (None for other datasets)."""
+    if dataset not in DATASETS:
+        raise StvmError(
+            None, f"unknown dataset {dataset!r} (expected one of {', '.join(DATASETS)})"
+        )
+    ints = (
+        isinstance(size, (tuple, list))
+        and len(size) == 2
+        and all(
+            isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1 for v in size
+        )
+    )
+    if not ints:
+        raise StvmError(None, f"size must be (width, height) with positive integers, got {size!r}")
+    if eval_label_size not in EVAL_LABEL_SIZES:
+        raise StvmError(None, f"eval_label_size must be 'full' or 'train', got {eval_label_size!r}")
+    if mismatch not in MISMATCH_POLICIES:
+        raise StvmError(
+            None, f"mismatch must be one of {', '.join(MISMATCH_POLICIES)}, got {mismatch!r}"
+        )
+    if holdout < 0 or (holdout and dataset not in ("gta5", "synthia")):
+        raise StvmError(
+            None,
+            f"holdout must be >= 0 and only applies to gta5/synthia (got {holdout} for {dataset})",
+        )
+    if dataset != "nthu":
+        if city is not None:
+            raise StvmError(
+                None, f"city only applies to the nthu dataset (got {city!r} for {dataset})"
+            )
+        return None
+    canonical = {c.lower(): c for c in NTHU_CITIES}.get(str(city).lower())
+    if canonical is None:
+        raise StvmError(None, f"nthu needs city = one of {', '.join(NTHU_CITIES)} (got {city!r})")
+    return canonical
+
+
+def _list_splits(
+    dataset: str, root: Path, city: str | None, holdout: int
+) -> dict[str, list[Sample]]:
+    """Raw samples per output split (train/val) following the dataset's split rules."""
+    if dataset == "cityscapes":
+        return {"train": cityscapes_samples(root, "train"), "val": cityscapes_samples(root, "val")}
+    if dataset == "nthu":
+        assert city is not None
+        return {"train": nthu_samples(root, city, "train"), "val": nthu_samples(root, city, "test")}
+    samples = gta5_samples(root) if dataset == "gta5" else synthia_samples(root)
+    if holdout >= len(samples):
+        raise StvmError(
+            root, f"holdout {holdout} leaves no training pairs ({len(samples)} pairs found)"
+        )
+    if not holdout:
+        return {"train": samples}
+    return {"train": samples[:-holdout], "val": samples[-holdout:]}
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
+    """``out`` may be absent or an empty directory tree; a non-empty one needs ``overwrite``."""
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise StvmError(out, "output exists and is not a directory")
+    if (
+        out.is_dir()
+        and not overwrite
+        and any(p.is_symlink() or not p.is_dir() for p in out.rglob("*"))
+    ):
+        raise StvmError(out, "output folder is not empty (remove it or pass --overwrite)")
+
+
+def _resize_image(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize to (width, height): INTER_AREA when shrinking both sides, bilinear otherwise."""
+    height, width = img.shape[:2]
+    if (width, height) == tuple(size):
+        return img
+    shrinking = size[0] <= width and size[1] <= height
+    return cv2.resize(
+        img, tuple(size), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
+    )
+
+
+def _resize_label(lab: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Nearest-neighbour resize (pixel-centre aligned, like PIL NEAREST) to (width, height)."""
+    if (lab.shape[1], lab.shape[0]) == tuple(size):
+        return lab
+    return cv2.resize(lab, tuple(size), interpolation=cv2.INTER_NEAREST_EXACT)
+
+
+def _write_png(path: Path, array: np.ndarray) -> None:
+    try:
+        ok = cv2.imwrite(str(path), array)
+    except cv2.error as err:
+        raise StvmError(path, f"cannot write PNG ({err})") from None
+    if not ok:
+        raise StvmError(path, "cannot write PNG")
+
+
+def _load(path: Path, root: Path, sources: dict[str, str]) -> bytes:
+    """Read a raw file once, recording its sha256 under its path relative to the dataset root."""
+    data = read_bytes(path)
+    sources[path.relative_to(root).as_posix()] = hashlib.sha256(data).hexdigest()
+    return data
+
+
+def _convert(task: _Task) -> dict[str, Any]:
+    """Convert one raw frame; return what the manifest needs (never the pixels)."""
+    s, sources = task.sample, {}
+    image = decode_image(_load(s.image, task.root, sources), s.image)
+    h, w = image.shape[:2]
+    result: dict[str, Any] = {
+        "split": task.split,
+        "stem": s.stem,
+        "sources": sources,
+        "raw_size": f"{w}x{h}",
+        "hist": None,
+        "resized": None,
+        "skipped": None,
+    }
+    label = None
+    if s.label is not None:
+        raw = decode_label(_load(s.label, task.root, sources), s.label, task.encoding)
+        if raw.shape != (h, w):
+            problem = f"label size {raw.shape[1]}x{raw.shape[0]} differs from image size {w}x{h}"
+            if task.mismatch == "error":
+                raise StvmError(s.label, problem)
+            if task.mismatch == "skip":
+                result["skipped"] = problem
+                return result
+            raw = _resize_label(raw, (w, h))
+            result["resized"] = problem
+        label = ID_TO_TRAINID[task.encoding][raw]
+        if task.resize_label:
+            label = _resize_label(label, task.size)
+        counts = np.bincount(label.ravel(), minlength=256)
+        result["hist"] = [int(c) for c in counts[: len(CLASS_NAMES)]] + [int(counts[IGNORE])]
+    split_dir = task.out / task.split
+    _write_png(
+        split_dir / "images" / f"{s.stem}.png",
+        cv2.cvtColor(_resize_image(image, task.size), cv2.COLOR_RGB2BGR),
+    )
+    if label is not None:
+        _write_png(split_dir / "labels" / f"{s.stem}.png", label)
+    return result
+
+
+def _convert_safe(task: _Task) -> dict[str, Any]:
+    """Worker entry point: a StvmError returns as data (it does not pickle), re-raised later."""
+    try:
+        return _convert(task)
+    except StvmError as err:
+        return {"error": (err.where, err.problem)}
+
+
+def _init_worker() -> None:
+    cv2.setNumThreads(1)  # the pool already uses every requested core
+
+
+def _unwrap(result: dict[str, Any]) -> dict[str, Any]:
+    if "error" in result:
+        raise StvmError(*result["error"])
+    return result
+
+
+def _run(tasks: list[_Task], workers: int, bar: ProgressBar) -> list[dict[str, Any]]:
+    """Convert every task in-process (workers <= 1) or in a spawn pool; stop at the first error."""
+    results = []
+    if workers <= 1:
+        for task in tasks:
+            results.append(_unwrap(_convert_safe(task)))
+            bar.update()
+        return results
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(
+        min(workers, len(tasks)), mp_context=ctx, initializer=_init_worker
+    ) as pool:
+        futures = [pool.submit(_convert_safe, task) for task in tasks]
+        try:
+            for future in as_completed(futures):
+                results.append(_unwrap(future.result()))
+                bar.update()
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+    return results
+
+
+def _split_summary(
+    split: str, results: list[dict[str, Any]], labelled: bool, label_size: str | None, root: Path
+) -> dict[str, Any]:
+    """Counts, class histogram (of the written labels) and mismatch-policy records of one split."""
+    results = sorted(results, key=lambda r: r["stem"])
+    kept = [r for r in results if r["skipped"] is None]
+    if not kept:
+        raise StvmError(root, f"split {split}: every pair was skipped (label/image size mismatch)")
+    sizes: dict[str, int] = {}
+    for r in kept:
+        sizes[r["raw_size"]] = sizes.get(r["raw_size"], 0) + 1
+    summary: dict[str, Any] = {
+        "count": len(kept),
+        "labelled": labelled,
+        "label_size": label_size,
+        "raw_image_sizes": sizes,
+        "histogram": None,
+        "ignore_pixels": None,
+    }
+    if labelled:
+        total = np.sum([r["hist"] for r in kept], axis=0, dtype=np.int64)
+        summary["histogram"] = {name: int(total[i]) for i, name in enumerate(CLASS_NAMES)}
+        summary["ignore_pixels"] = int(total[-1])
+    resized = [{"stem": r["stem"], "reason": r["resized"]} for r in kept if r["resized"]]
+    skipped = [{"stem": r["stem"], "reason": r["skipped"]} for r in results if r["skipped"]]
+    summary["resized_labels"] = {"count": len(resized), "items": resized}
+    summary["skipped"] = {"count": len(skipped), "items": skipped}
+    return summary
+
+
+def _missing_dirs(path: Path) -> list[Path]:
+    """Ancestors of (and including) ``path`` that do not exist yet, deepest first."""
+    missing = []
+    for p in [path, *path.parents]:
+        if p.exists():
+            break
+        missing.append(p)
+    return missing
+
+
+def _prepare_into(
+    tmp: Path,
+    dataset: str,
+    root: Path,
+    splits: dict[str, list[Sample]],
+    settings: dict[str, Any],
+    workers: int,
+    show_progress: bool,
+) -> dict[str, Any]:
+    """Convert every split into ``tmp`` and write ``tmp/manifest.json``; return the manifest."""
+    size, train_labels = tuple(settings["size"]), settings["eval_label_size"] == "train"
+    tasks = []
+    for split, samples in splits.items():
+        labelled = samples[0].label is not None
+        for sub in ("images", "labels") if labelled else ("images",):
+            (tmp / split / sub).mkdir(parents=True)
+        resize_label = split == "train" or train_labels
+        tasks += [
+            _Task(split, s, root, tmp, dataset, size, resize_label, settings["mismatch"])
+            for s in samples
+        ]
+    # The four output folders always exist (possibly empty): DVC and Snakemake declare a fixed set
+    # of outputs per prepare stage, whatever the dataset (e.g. NTHU has no train labels).
+    for split in ("train", "val"):
+        for sub in ("images", "labels"):
+            (tmp / split / sub).mkdir(parents=True, exist_ok=True)
+    with ProgressBar(len(tasks), f"prepare {dataset}", enabled=show_progress) as bar:
+        results = _run(tasks, workers, bar)
+    manifest = {
+        "dataset": dataset,
+        "root": str(root),
+        **settings,
+        "encoding": dataset,
+        "remap": [int(v) for v in ID_TO_TRAINID[dataset]],
+        "class_names": list(CLASS_NAMES),
+        "splits": {},
+    }
+    for split, samples in splits.items():
+        labelled = samples[0].label is not None
+        label_size = (
+            None if not labelled else ("train" if split == "train" or train_labels else "full")
+        )
+        manifest["splits"][split] = _split_summary(
+            split, [r for r in results if r["split"] == split], labelled, label_size, root
+        )
+    sources = dict(sorted((k, v) for r in results for k, v in r["sources"].items()))
+    manifest["sources"] = sources
+    manifest["sources_sha256"] = hashlib.sha256(
+        "".join(f"{k}\t{v}\n" for k, v in sources.items()).encode()
+    ).hexdigest()
+    write_json(tmp / "manifest.json", manifest)
+    return manifest
+
+
+def prepare_dataset(
+    dataset: str,
+    root: Path,
+    out: Path,
+    *,
+    size: tuple[int, int],
+    eval_label_size: str = "full",
+    holdout: int = 0,
+    city: str | None = None,
+    mismatch: str = "resize",
+    workers: int = 2,
+    overwrite: bool = False,
+    show_progress: bool = True,
+) -> dict[str, Any]:
+    """Convert a raw dataset at ``root`` into the prepared layout at ``out``; return the manifest.
+
+    ``size`` is (width, height). ``dataset`` is gta5, synthia, cityscapes or nthu (nthu needs
+    ``city``). ``holdout`` moves the last N sorted gta5/synthia stems to ``val``. ``mismatch``
+    decides what an image/label size mismatch does: resize the label (nearest; real GTA5 has a few
+    1914x1046 frames), skip the pair, or error. Any bad input raises ``StvmError`` and writes
+    nothing at ``out`` (an existing empty directory tree is accepted and left as it was).
+    """
+    city = _check_args(dataset, city, size, eval_label_size, holdout, mismatch)
+    root, out = Path(root), Path(out)
+    _check_out(out, overwrite)
+    splits = _list_splits(dataset, root, city, holdout)
+    settings = {
+        "city": city,
+        "size": [int(size[0]), int(size[1])],
+        "eval_label_size": eval_label_size,
+        "holdout": holdout,
+        "mismatch": mismatch,
+    }
+    created = _missing_dirs(out.parent)
+    try:
+        with atomic_dir(out, overwrite=True) as tmp:
+            return _prepare_into(tmp, dataset, root, splits, settings, workers, show_progress)
+    except BaseException:
+        for d in created:  # remove only the (still empty) parents this call created
+            try:
+                d.rmdir()
+            except OSError:
+                break
+        raise
