@@ -5,8 +5,16 @@ configfile: "params.yaml"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/prepare.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/adapt.smk"
+include: "workflow/rules/evaluate.smk"
 
 
 rule all:
     input:
-        expand("data/prepared/{role}/manifest.json", role=["source", "target"]),
+        expand("results/eval/Source/seed{seed}/metrics.json", seed=config["seeds"]),
+        expand(
+            "results/eval/{variant}/seed{seed}/metrics.json",
+            variant=config["variants"],
+            seed=config["seeds"],
+        ),

@@ -79,7 +79,6 @@ class TrainSourceParams:
 
 @dataclass(frozen=True)
 class AdaptParams:
-    arch_from_source: bool = _f(True, "Use the source checkpoint's architecture (always true; informational).")
     iterations: int = _f(20000, "Adaptation iterations (not stated in the paper; an open choice).", min=1)
     batch_size: int = _f(2, "Batch size (paper IV-B: 2).", min=1)
     crop: int = _f(512, "Random square crop after the resize (paper: 512).", min=8)

@@ -112,6 +112,24 @@ class NonFiniteGuard:
             raise StvmError(None, f"{stage}: loss became NaN/inf at iteration {first} (lower the learning rate?)")
 
 
+def fingerprint(obj: Any) -> str:
+    """Stable hash of a JSON-able description of a run (params, seed, inputs) for safe resume."""
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def resumable(state: dict[str, Any] | None, expected: str, path: Any) -> bool:
+    """True when a checkpoint belongs to this run; a stale one (other params/seed) is ignored loudly."""
+    if state is None:
+        return False
+    if state.get("fingerprint") != expected:
+        print(f"{path}: checkpoint was written with other params or seed; starting from scratch", file=sys.stderr)
+        return False
+    return True
+
+
 def poly_lr(base: float, it: int, total: int, power: float) -> float:
     """Poly decay (1 - it/total)^power, the DeepLab schedule used by the paper for every optimiser."""
     return base * (1.0 - min(it, total) / total) ** power

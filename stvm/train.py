@@ -29,9 +29,11 @@ from stvm.runtime import (
     NonFiniteGuard,
     Progress,
     autocast,
+    fingerprint,
     init_distributed,
     poly_lr,
     resolve_device,
+    resumable,
     rng_state,
     seed_everything,
     set_rng_state,
@@ -89,8 +91,9 @@ def train_source(
     opt = sgd_for(model, cfg.lr, cfg.lr_head_mult, cfg.momentum, cfg.weight_decay, nesterov=False)
     ckpt_path = out / "ckpt" / "last.pt"
     start, wall_before = 0, 0.0
-    if ckpt_path.exists():
-        state = load_checkpoint(ckpt_path)
+    run_id = fingerprint({"params": section_dict(cfg), "seed": seed, "protocol": protocol, "world": info.world_size})
+    state = load_checkpoint(ckpt_path) if ckpt_path.exists() else None
+    if resumable(state, run_id, ckpt_path):
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         set_rng_state(state["rng"])
@@ -124,12 +127,12 @@ def train_source(
             if plots:
                 plots.row({"iteration": done, "loss": mean_loss, "lr": lr})
         if info.is_main and (done % cfg.ckpt_every == 0 or done == stop_after):
-            _checkpoint(ckpt_path, model, opt, done, wall_before + time.perf_counter() - t0)
+            _checkpoint(ckpt_path, model, opt, done, wall_before + time.perf_counter() - t0, run_id)
         if stop_after is not None and done >= stop_after:
             return {"stopped_at": done}
     wall = wall_before + time.perf_counter() - t0
     if info.is_main:
-        _checkpoint(ckpt_path, model, opt, cfg.iterations, wall)
+        _checkpoint(ckpt_path, model, opt, cfg.iterations, wall, run_id)
         meta = {"protocol": protocol, "init": init_desc, "seed": seed, "params": section_dict(cfg), "stage": "train_source"}
         save_model_checkpoint(model, out / "model.pt", **meta)
         metrics = {"iterations": cfg.iterations, "wall_seconds": round(wall, 2), "device": str(dev), "seed": seed,
@@ -139,9 +142,9 @@ def train_source(
     return {}
 
 
-def _checkpoint(path: Path, model: SegModel, opt: torch.optim.Optimizer, it: int, wall: float) -> None:
+def _checkpoint(path: Path, model: SegModel, opt: torch.optim.Optimizer, it: int, wall: float, run_id: str) -> None:
     save_checkpoint(
         {"model": model.state_dict(), "optimizer": opt.state_dict(), "iteration": it, "rng": rng_state(),
-         "wall_seconds": wall},
+         "wall_seconds": wall, "fingerprint": run_id},
         path,
     )

@@ -1,2 +1,2 @@
-# Shared declarations only (no logic): the params file and the roles of the prepared datasets.
-ROLES = ["source", "target"]
+# Shared declarations only (no logic).
+VARIANT_PATTERN = "ST|ST_Aug|ST_MT|STvM_Raw|STvM"

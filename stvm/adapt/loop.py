@@ -1,0 +1,284 @@
+"""``adapt``: STvM source-free adaptation, and its ablation variants, as one plain loop.
+
+Per iteration (paper Section III): the teacher sees the clean target crop and gives pseudo-labels
+for all pixels; with metric learning (MGS), the metric network M embeds the teacher's F features,
+is trained with NCA on class-balanced confident pixels (Eq. 1-3), and gives the reliability w of
+every pseudo-label (Eq. 4); the student sees the photometrically augmented crop, then MOCM pastes
+stored reliable patches (III-D), and is trained with the reliability-weighted CE (Eq. 5). Every
+``ema_interval`` iterations the teacher takes an EMA step towards the student (III-B).
+
+Variants (paper Table IV) switch pieces off; they are booleans of this one trainer:
+
+| variant  | photometric aug | mean teacher | metric + reliability (MGS) | MOCM |
+|----------|-----------------|--------------|----------------------------|------|
+| ST       |                 |              |                            |      |
+| ST_Aug   | x               |              |                            |      |
+| ST_MT    | x               | x            |                            |      |
+| STvM_Raw | x               | x            | x                          |      |
+| STvM     | x               | x            | x                          | x    |
+
+Without the mean teacher the pseudo-labels come from the student itself (in eval mode) on the
+clean image: plain self-training.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from stvm.adapt.augment import photometric
+from stvm.adapt.classmix import PatchBuffers
+from stvm.adapt.losses import nca_loss, reliability, weighted_ce
+from stvm.adapt.metric import (
+    ClassThresholds,
+    MetricHead,
+    distance_to_prediction,
+    gather_pixels,
+    select_metric_samples,
+)
+from stvm.adapt.teacher import ema_update, should_update
+from stvm.config import AdaptParams, section_dict
+from stvm.data.datasets import CropDataset, IterationBatches
+from stvm.evaluate.inference import IMAGENET_MEAN, IMAGENET_STD
+from stvm.io import load_checkpoint, save_checkpoint, write_json
+from stvm.models.deeplab import build_head
+from stvm.models.weights import load_model_checkpoint, save_model_checkpoint
+from stvm.plots import PlotWriter
+from stvm.runtime import (
+    NonFiniteGuard,
+    Progress,
+    autocast,
+    fingerprint,
+    resolve_device,
+    resumable,
+    rng_state,
+    seed_everything,
+    set_rng_state,
+)
+from stvm.train import make_loader, set_poly_lr
+
+PLOT_COLUMNS = ["iteration", "loss", "loss_metric", "lr", "reliability", "metric_fraction", "buffer_fill"]
+
+
+@dataclass(frozen=True)
+class Variant:
+    """Which pieces of STvM are on (paper Table IV)."""
+
+    augment: bool
+    mean_teacher: bool
+    metric: bool
+    mocm: bool
+
+
+VARIANTS = {
+    "ST": Variant(False, False, False, False),
+    "ST_Aug": Variant(True, False, False, False),
+    "ST_MT": Variant(True, True, False, False),
+    "STvM_Raw": Variant(True, True, True, False),
+    "STvM": Variant(True, True, True, True),
+}
+
+
+@dataclass
+class Nets:
+    """Everything that trains or is carried across iterations (all of it goes into the checkpoint)."""
+
+    student: torch.nn.Module
+    teacher: torch.nn.Module
+    opt: torch.optim.Optimizer
+    metric: MetricHead | None = None
+    opt_metric: torch.optim.Optimizer | None = None
+    thresholds: ClassThresholds | None = None
+    buffers: PatchBuffers | None = None
+
+    def state(self) -> dict[str, Any]:
+        parts = {"student": self.student, "teacher": self.teacher, "opt": self.opt, "metric": self.metric,
+                 "opt_metric": self.opt_metric, "thresholds": self.thresholds, "buffers": self.buffers}
+        return {k: v.state_dict() for k, v in parts.items() if v is not None}
+
+    def load(self, state: dict[str, Any]) -> None:
+        for k, v in state.items():
+            getattr(self, k).load_state_dict(v)
+
+
+def build_nets(cfg: AdaptParams, v: Variant, source_model: Path, dev: torch.device, seed: int) -> tuple[Nets, dict]:
+    """Student and teacher from the source model; M, proxies, thresholds and buffers when on."""
+    student, meta = load_model_checkpoint(source_model)
+    student.to(dev).train()
+    teacher = copy.deepcopy(student).eval() if v.mean_teacher else student
+    f_params, c_params = student.param_groups()
+    opt = torch.optim.SGD(
+        [{"params": f_params, "lr": cfg.lr, "base_lr": cfg.lr}, {"params": c_params, "lr": cfg.lr_head, "base_lr": cfg.lr_head}],
+        lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=True,
+    )
+    nets = Nets(student, teacher, opt)
+    if v.metric:
+        g = torch.Generator().manual_seed(seed)
+        head = build_head(meta["arch"], student.feature_channels, cfg.n_f)
+        nets.metric = MetricHead(head, student.num_classes, cfg.n_f, generator=g).to(dev)
+        nets.opt_metric = torch.optim.Adam(nets.metric.parameters(), lr=cfg.lr_metric)
+        for group in nets.opt_metric.param_groups:
+            group["base_lr"] = cfg.lr_metric
+        nets.thresholds = ClassThresholds(student.num_classes, cfg.threshold_momentum).to(dev)
+    if v.mocm:
+        nets.buffers = PatchBuffers(student.num_classes, cfg.buffer_size, cfg.crop, cfg.crop, device=dev)
+    return nets, meta
+
+
+def adapt_step(cfg: AdaptParams, v: Variant, nets: Nets, img_u8: torch.Tensor, it: int, seed: int) -> dict[str, torch.Tensor]:
+    """One STvM iteration on a batch of clean target crops (uint8); returns device scalars to log."""
+    dev = img_u8.device
+    gen = torch.Generator(device=dev).manual_seed(seed * 1_000_003 + it)
+    mean, std = IMAGENET_MEAN.to(dev).view(1, 3, 1, 1), IMAGENET_STD.to(dev).view(1, 3, 1, 1)
+    x01 = img_u8.float() / 255.0
+    # Teacher path: pseudo-labels for every pixel from the clean image (no gradient).
+    nets.teacher.eval()
+    with torch.no_grad(), autocast(dev):
+        feats = nets.teacher.features((x01 - mean) / std)
+        low = nets.teacher.classify(feats).float()
+    logits = F.interpolate(low, size=x01.shape[-2:], mode="bilinear", align_corners=False)
+    pseudo = logits.argmax(1)
+    weight = torch.ones_like(pseudo, dtype=torch.float32)
+    log = {"loss_metric": torch.zeros((), device=dev), "metric_fraction": torch.zeros((), device=dev)}
+    if v.metric:
+        if cfg.metric_input == "student":  # open choice: M on the student's current F features instead
+            with torch.no_grad(), autocast(dev):
+                feats = nets.student.features((x01 - mean) / std)
+        weight, log = metric_step(cfg, nets, feats.float(), low, pseudo, gen, x01)
+    # Student path: photometric noise, then MOCM, then the reliability-weighted CE (Eq. 5).
+    xs = photometric(x01, gen) if v.augment else x01
+    if nets.buffers is not None:
+        xs, pseudo_s, weight_s = nets.buffers.paste(xs, pseudo, weight, cfg.n_mocm, gen)
+    else:
+        pseudo_s, weight_s = pseudo, weight
+    nets.student.train()
+    with autocast(dev):
+        out = nets.student((xs - mean) / std)
+    loss = weighted_ce(out.float(), pseudo_s, weight_s)
+    nets.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    nets.opt.step()
+    if v.mean_teacher and should_update(it + 1, cfg.ema_interval):
+        ema_update(nets.teacher, nets.student, cfg.ema_lambda)
+    fill = nets.buffers.fill_fraction() if nets.buffers is not None else torch.zeros((), device=dev)
+    return {"loss": loss.detach(), **log, "reliability": weight.mean(), "buffer_fill": fill}
+
+
+def metric_step(cfg: AdaptParams, nets: Nets, feats: torch.Tensor, low: torch.Tensor, pseudo: torch.Tensor,
+                gen: torch.Generator, clean_images: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Train M and the proxies on this batch's metric pseudo-labels; return the reliability map."""
+    prob = low.softmax(1)
+    conf, pred = prob.max(1)
+    nets.thresholds.update(conf, pred, cfg.q_m)
+    sel = select_metric_samples(pred, conf, nets.thresholds.tau, cfg.samples_per_class, gen)
+    dist = nets.metric.distances(nets.metric(feats.detach()))  # (B, C, h, w)
+    loss_m = nca_loss(gather_pixels(dist, sel.indices), sel.labels, cfg.temperature, sel.valid)
+    nets.opt_metric.zero_grad(set_to_none=True)
+    loss_m.backward()
+    nets.opt_metric.step()
+    with torch.no_grad():
+        d = distance_to_prediction(dist.detach(), pseudo)
+        weight = reliability(d, cfg.alpha, cfg.beta)
+        if nets.buffers is not None:
+            nets.buffers.push(clean_images, pseudo, weight, d, cfg.tau_mocm)
+    frac = (conf > nets.thresholds.tau[pred]).float().mean()
+    return weight, {"loss_metric": loss_m.detach(), "metric_fraction": frac}
+
+
+def adapt(
+    cfg: AdaptParams,
+    *,
+    variant: str,
+    source_model: Path,
+    target_images: Path,
+    out: Path,
+    seed: int,
+    device: str = "auto",
+    num_workers: int = 0,
+    stop_after: int | None = None,
+    show_progress: bool = True,
+) -> dict[str, Any]:
+    """Adapt ``source_model`` to the unlabeled ``target_images``; write ``out/model.pt`` and metrics.
+
+    Reads the source checkpoint and target *images* only: source-free by construction.
+    """
+    v = VARIANTS[variant]
+    dev = resolve_device(device)
+    seed_everything(seed)
+    data = CropDataset(target_images, None, cfg.crop, hflip=True, lut=None)
+    nets, meta = build_nets(cfg, v, source_model, dev, seed)
+    ckpt_path, start, wall_before = out / "ckpt" / "last.pt", 0, 0.0
+    run_id = fingerprint({"params": section_dict(cfg), "variant": variant, "seed": seed,
+                          "source": hashlib.sha256(Path(source_model).read_bytes()).hexdigest()})
+    state = load_checkpoint(ckpt_path, map_location=str(dev)) if ckpt_path.exists() else None
+    if resumable(state, run_id, ckpt_path):
+        nets.load(state["nets"])
+        set_rng_state(state["rng"])
+        start, wall_before = int(state["iteration"]), float(state["wall_seconds"])
+    sampler = IterationBatches(len(data), cfg.batch_size, seed, start, cfg.iterations)
+    plots = PlotWriter(out / "plots" / "adapt.csv", PLOT_COLUMNS, start)
+    progress = Progress(f"adapt {variant}", cfg.iterations, start, show_progress)
+    guard, sums, t0 = NonFiniteGuard(dev), None, time.perf_counter()
+    for it, (img, _, _) in enumerate(make_loader(data, sampler, num_workers), start=start):
+        lr = set_poly_lr(nets.opt, it, cfg.iterations, cfg.poly_power)
+        if nets.opt_metric is not None:
+            set_poly_lr(nets.opt_metric, it, cfg.iterations, cfg.poly_power)
+        logs = adapt_step(cfg, v, nets, img.to(dev, non_blocking=True), it, seed)
+        guard.check(logs["loss"] + logs["loss_metric"], it + 1)
+        sums = logs if sums is None else {k: sums[k] + logs[k] for k in logs}
+        done = it + 1
+        if done % cfg.log_every == 0 or done == cfg.iterations:
+            guard.raise_if_bad(f"adapt {variant}")
+            n = done - (done - 1) // cfg.log_every * cfg.log_every
+            row = {k: float(val) / n for k, val in sums.items()}
+            row["buffer_fill"] = float(logs["buffer_fill"])
+            sums = None
+            progress.line(done, {"loss": row["loss"], "w": row["reliability"], "lr": lr})
+            plots.row({"iteration": done, "lr": lr, **row})
+        if done % cfg.ckpt_every == 0 or done == stop_after:
+            _checkpoint(ckpt_path, nets, done, wall_before + time.perf_counter() - t0, run_id)
+        if stop_after is not None and done >= stop_after:
+            return {"stopped_at": done}
+    wall = wall_before + time.perf_counter() - t0
+    _checkpoint(ckpt_path, nets, cfg.iterations, wall, run_id)
+    return _finish(cfg, variant, v, nets, meta, out, seed, wall, str(dev))
+
+
+def _checkpoint(path: Path, nets: Nets, it: int, wall: float, run_id: str) -> None:
+    save_checkpoint({"nets": nets.state(), "iteration": it, "rng": rng_state(), "wall_seconds": wall,
+                     "fingerprint": run_id}, path)
+
+
+def _finish(cfg, variant, v, nets, meta, out, seed, wall, dev) -> dict[str, Any]:
+    """Write the evaluated network as ``out/model.pt`` (with M, for Table VII) and train metrics."""
+    net = nets.student if cfg.evaluated_network == "student" or not v.mean_teacher else nets.teacher
+    extra: dict[str, Any] = {"extras": []}
+    if nets.metric is not None:
+        extra = {"extras": ["metric_head"], "metric_head": nets.metric.state_dict()}
+    choices = open_choices(cfg)
+    save_model_checkpoint(
+        net, out / "model.pt", protocol=meta.get("protocol", 19), stage="adapt", variant=variant, seed=seed,
+        source=meta.get("init", ""), choices=choices, params=section_dict(cfg), **extra,
+    )
+    metrics = {"variant": variant, "iterations": cfg.iterations, "wall_seconds": round(wall, 2), "device": dev,
+               "seed": seed, "choices": choices}
+    write_json(out / "adapt_metrics.json", metrics)
+    return metrics
+
+
+def open_choices(cfg: AdaptParams) -> dict[str, str]:
+    """The paper's unstated choices as made for this run, with the reason (written to every metrics file)."""
+    return {
+        "iterations": f"{cfg.iterations} (paper does not state the budget)",
+        "evaluated_network": f"{cfg.evaluated_network} (paper does not say; see README 'Open choices')",
+        "metric_input": f"{cfg.metric_input} F features on the clean image, detached (paper III-C: teacher)",
+        "ema": f"every {cfg.ema_interval} it, lambda {cfg.ema_lambda}; M keeps training on the moving teacher's features",
+    }
+

@@ -1,0 +1,96 @@
+import csv
+import re
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from stvm.adapt.loop import VARIANTS, adapt
+from stvm.io import load_checkpoint
+from stvm.models.weights import load_model_checkpoint
+from stvm.train import train_source
+from tests.test_train import same_weights
+from tests.tiny import adapt_params, train_params, write_prepared
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory):
+    root = tmp_path_factory.mktemp("adapt")
+    src = write_prepared(root / "src")
+    tgt, _ = write_prepared(root / "tgt", labels=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        train_source(train_params(iterations=10), images=src[0], labels=src[1], out=root / "source", protocol=19,
+                     seed=0, device="cpu", show_progress=False)
+    return root / "source/model.pt", tgt
+
+
+def _adapt(cfg, source, out, variant="STvM", **kw):
+    return adapt(cfg, variant=variant, source_model=source[0], target_images=source[1], out=out, seed=0,
+                 device="cpu", show_progress=False, **kw)
+
+
+def test_stvm_resume_equals_uninterrupted(source, tmp_path):
+    cfg = adapt_params()
+    _adapt(cfg, source, tmp_path / "full")
+    assert _adapt(cfg, source, tmp_path / "res", stop_after=3) == {"stopped_at": 3}
+    state = load_checkpoint(tmp_path / "res/ckpt/last.pt")
+    assert {"student", "teacher", "opt", "metric", "opt_metric", "thresholds", "buffers"} <= set(state["nets"])
+    _adapt(cfg, source, tmp_path / "res")
+    a, meta_a = load_model_checkpoint(tmp_path / "full/model.pt")
+    b, meta_b = load_model_checkpoint(tmp_path / "res/model.pt")
+    assert same_weights(a, b)
+    for k, v in meta_a["metric_head"].items():
+        assert torch.equal(v, meta_b["metric_head"][k]), k
+    full = load_checkpoint(tmp_path / "full/ckpt/last.pt")["nets"]
+    res = load_checkpoint(tmp_path / "res/ckpt/last.pt")["nets"]
+    for part in ("thresholds", "buffers"):
+        for k, v in full[part].items():
+            assert torch.equal(v, res[part][k]), (part, k)
+
+
+def _rows(out):
+    with (out / "plots/adapt.csv").open() as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_variant_switches(source, tmp_path, variant):
+    v = VARIANTS[variant]
+    out = tmp_path / variant
+    _adapt(adapt_params(iterations=4), source, out, variant=variant)
+    rows = _rows(out)
+    assert (float(rows[-1]["loss_metric"]) > 0) == v.metric
+    assert (float(rows[-1]["reliability"]) < 1.0) == v.metric  # w == 1 without MGS
+    assert (float(rows[-1]["buffer_fill"]) > 0) == v.mocm
+    state = load_checkpoint(out / "ckpt/last.pt")["nets"]
+    assert ("metric" in state) == v.metric and ("buffers" in state) == v.mocm
+    src, _ = load_model_checkpoint(source[0])
+    teacher = src.__class__  # noqa: F841
+    student_sd, teacher_sd = state["student"], state["teacher"]
+    same = all(torch.equal(student_sd[k], teacher_sd[k]) for k in student_sd if isinstance(student_sd[k], torch.Tensor))
+    assert same != v.mean_teacher  # without MT the teacher *is* the student
+
+
+def _adapt_stage(dvc: dict) -> dict:
+    return dvc["stages"]["adapt"]
+
+
+def test_adapt_is_source_free_in_dvc_yaml():
+    stage = _adapt_stage(yaml.safe_load((ROOT / "dvc.yaml").read_text()))
+    data_deps = [d for d in stage["deps"] if not d.startswith("stvm/")]
+    assert sorted(data_deps) == sorted([
+        "results/models/Source/seed${item.seed}/model.pt", "data/prepared/target/train/images"])
+    assert "labels" not in stage["cmd"] and "prepared/source" not in stage["cmd"]
+
+
+def test_adapt_is_source_free_in_snakefile():
+    text = (ROOT / "workflow/rules/adapt.smk").read_text()
+    block = text[text.index("rule adapt:"):]
+    inputs = block[block.index("input:"): block.index("output:")]
+    paths = re.findall(r'"([^"]+)"', inputs)
+    assert sorted(paths) == sorted(["results/models/Source/seed{seed}/model.pt", "data/prepared/target/train/images"])
