@@ -8,6 +8,7 @@ output that DVC or Snakemake could mistake for a finished one.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import shutil
@@ -86,8 +87,12 @@ def save_checkpoint(obj: dict[str, Any], path: str | Path) -> None:
     """``torch.save`` to a temporary name, then rename: a kill never leaves a truncated checkpoint."""
     import torch
 
+    # Serialise to memory first: torch.save names the zip's inner folder after the file, and the
+    # temporary name is random, so saving straight to it would make identical models differ in bytes.
+    buf = io.BytesIO()
+    torch.save(obj, buf)
     with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+        tmp.write_bytes(buf.getvalue())
 
 
 def load_checkpoint(path: str | Path, map_location: str = "cpu") -> dict[str, Any]:

@@ -22,10 +22,14 @@ class PlotWriter:
         if resume_from > 0 and path.exists():
             with path.open() as fh:
                 self.rows = [r for r in csv.DictReader(fh) if float(r["iteration"]) <= resume_from]
+        self._flush()  # the file exists (header at least) even when a resumed run has nothing left to do
 
     def row(self, values: dict[str, float]) -> None:
         """Append one row and rewrite the file."""
         self.rows.append({k: values[k] for k in self.columns})
+        self._flush()
+
+    def _flush(self) -> None:
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=self.columns, lineterminator="\n")
         writer.writeheader()

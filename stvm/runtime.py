@@ -112,6 +112,13 @@ class NonFiniteGuard:
             raise StvmError(None, f"{stage}: loss became NaN/inf at iteration {first} (lower the learning rate?)")
 
 
+def folder_signature(*folders: Any) -> list[tuple[str, int]]:
+    """Names and sizes of the files of input folders: cheap evidence that the inputs are unchanged."""
+    from pathlib import Path
+
+    return [(str(p), p.stat().st_size) for f in folders if f for p in sorted(Path(f).glob("*")) if p.is_file()]
+
+
 def fingerprint(obj: Any) -> str:
     """Stable hash of a JSON-able description of a run (params, seed, inputs) for safe resume."""
     import hashlib
@@ -120,9 +127,13 @@ def fingerprint(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def resumable(state: dict[str, Any] | None, expected: str, path: Any) -> bool:
-    """True when a checkpoint belongs to this run; a stale one (other params/seed) is ignored loudly."""
-    if state is None:
+def resumable(state: dict[str, Any] | None, expected: str, path: Any, total: int) -> bool:
+    """True when an *unfinished* checkpoint belongs to this run (same params, seed and inputs).
+
+    A finished checkpoint is never resumed: a stage that runs again after completing (forced, or
+    because its code changed) must recompute. A stale one is ignored loudly.
+    """
+    if state is None or int(state.get("iteration", 0)) >= total:
         return False
     if state.get("fingerprint") != expected:
         print(f"{path}: checkpoint was written with other params or seed; starting from scratch", file=sys.stderr)

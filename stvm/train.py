@@ -30,6 +30,7 @@ from stvm.runtime import (
     Progress,
     autocast,
     fingerprint,
+    folder_signature,
     init_distributed,
     poly_lr,
     resolve_device,
@@ -91,9 +92,10 @@ def train_source(
     opt = sgd_for(model, cfg.lr, cfg.lr_head_mult, cfg.momentum, cfg.weight_decay, nesterov=False)
     ckpt_path = out / "ckpt" / "last.pt"
     start, wall_before = 0, 0.0
-    run_id = fingerprint({"params": section_dict(cfg), "seed": seed, "protocol": protocol, "world": info.world_size})
+    run_id = fingerprint({"params": section_dict(cfg), "seed": seed, "protocol": protocol, "world": info.world_size,
+                          "inputs": folder_signature(images, labels)})
     state = load_checkpoint(ckpt_path) if ckpt_path.exists() else None
-    if resumable(state, run_id, ckpt_path):
+    if resumable(state, run_id, ckpt_path, cfg.iterations):
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         set_rng_state(state["rng"])

@@ -56,6 +56,7 @@ from stvm.runtime import (
     Progress,
     autocast,
     fingerprint,
+    folder_signature,
     resolve_device,
     resumable,
     rng_state,
@@ -216,9 +217,10 @@ def adapt(
     nets, meta = build_nets(cfg, v, source_model, dev, seed)
     ckpt_path, start, wall_before = out / "ckpt" / "last.pt", 0, 0.0
     run_id = fingerprint({"params": section_dict(cfg), "variant": variant, "seed": seed,
-                          "source": hashlib.sha256(Path(source_model).read_bytes()).hexdigest()})
+                          "source": hashlib.sha256(Path(source_model).read_bytes()).hexdigest(),
+                          "inputs": folder_signature(target_images)})
     state = load_checkpoint(ckpt_path, map_location=str(dev)) if ckpt_path.exists() else None
-    if resumable(state, run_id, ckpt_path):
+    if resumable(state, run_id, ckpt_path, cfg.iterations):
         nets.load(state["nets"])
         set_rng_state(state["rng"])
         start, wall_before = int(state["iteration"]), float(state["wall_seconds"])

@@ -16,10 +16,11 @@ def dvc_commands(repo: Path) -> set[str]:
 
 
 def snakemake_commands(repo: Path) -> set[str]:
-    out = run(["snakemake", "-n", "-p", "--cores", "1", "--forceall"], repo).stdout
+    proc = run(["snakemake", "-n", "-p", "--cores", "1", "--forceall"], repo)
+    out = proc.stdout + proc.stderr
     cmds = set()
     for line in out.splitlines():
-        line = line.strip()
+        line = line.strip().removeprefix("Shell command:").strip()
         if line.startswith("python -m stvm"):
             cmds.add(" ".join(re.sub(r"\s*2>\s*\S+$", "", line).split()))
     return cmds

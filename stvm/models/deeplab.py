@@ -1,0 +1,225 @@
+"""DeepLabV2 / DeepLabV3 segmentation networks split into feature extractor F and classifier C.
+
+STvM (paper III, IV-B) needs the split: the metric network M reads F's features and has C's
+architecture (``build_head(arch, in_channels, N_f)``), and F and C train with different learning
+rates (``SegModel.param_groups``). Logits are bilinearly upsampled to the input size, as in
+torchvision's ``_SimpleSegmentationModel``.
+
+Architectures (all output stride 8):
+
+==================  ===========================================  ==========================  =====
+arch                F (backbone)                                 C (classifier)              F ch.
+==================  ===========================================  ==========================  =====
+deeplabv2_r101      ResNet-101, DeepLabV2 caffe convention       ASPP-v2: sum of four 3x3    2048
+                                                                 convs, dilation 6/12/18/24
+deeplabv3_r50       torchvision ResNet-50,                       torchvision ``DeepLabHead``  2048
+                    ``replace_stride_with_dilation=[F, T, T]``   (ASPP 12/24/36 + pooling)
+deeplabv2_r18       ResNet-18, same convention as deeplabv2_r101  ASPP-v2 (as above)          512
+deeplabv3_r18       ResNet-18, torchvision stem                  ``DeepLabHead(512, C)``      512
+==================  ===========================================  ==========================  =====
+
+Decision: DeepLabV2 backbones are built in the DeepLabV2 *caffe* convention of the public DA
+repos (AdaptSegNet ``model/deeplab*.py``, ADVENT ``advent/model/deeplabv2.py``, ``ResNetMulti``),
+so that a DeepLabV2-R101 source model imported from those repos
+(``weights.import_external_deeplabv2``) computes here what it computed at home:
+
+* the stride of layer2's first bottleneck sits on its 1x1 ``conv1`` (torchvision's ResNet v1.5
+  puts it on the 3x3 ``conv2``);
+* the stem max-pool uses ``ceil_mode=True``, so an input side ``H`` gives a feature side
+  ``ceil((ceil((ceil(H/2) - 1) / 2) + 1) / 2)``, e.g. 17 for 128 and 65 for 512 (DeepLab's
+  classic 65x129 for 512x1024), instead of torchvision's ``ceil(H/8)``; code downstream must read
+  sizes from tensors, never assume ``H // 8``;
+* every 3x3 conv of layer3 uses dilation 2 and every one of layer4 dilation 4, the first block
+  included (torchvision keeps the first block of a dilated layer at the previous dilation).
+
+Parameter names and shapes are those of torchvision's ResNet either way, so torchvision ImageNet
+weights load into the caffe-style net (fine as an initialisation; the stride placement differs).
+Caffe's frozen-affine BatchNorm is a training detail and is not reproduced. ``deeplabv2_r18``
+mirrors its big sibling (ceil-mode stem, all blocks of layer3/4 dilated) so the CPU demo exercises
+the same shape path; ``deeplabv3_r18`` uses the torchvision stem. ResNet-18's BasicBlocks cannot
+use torchvision's ``replace_stride_with_dilation``, so ``_dilate_layer`` rewrites the convs.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from stvm.compat import torchvision
+from stvm.errors import StvmError
+
+resnet = torchvision.models.resnet
+DeepLabHead = torchvision.models.segmentation.deeplabv3.DeepLabHead
+
+ARCHS = ("deeplabv2_r101", "deeplabv3_r50", "deeplabv2_r18", "deeplabv3_r18")
+ASPP_V2_DILATIONS = (6, 12, 18, 24)
+# arch -> (torchvision ResNet depth, DeepLab version, F channels)
+_SPECS: dict[str, tuple[int, int, int]] = {
+    "deeplabv2_r101": (101, 2, 2048),
+    "deeplabv3_r50": (50, 3, 2048),
+    "deeplabv2_r18": (18, 2, 512),
+    "deeplabv3_r18": (18, 3, 512),
+}
+
+
+class ResNetBackbone(nn.Module):
+    """Stem and layer1..4 of a torchvision ResNet; keys as torchvision's, minus ``fc``."""
+
+    def __init__(self, net: resnet.ResNet) -> None:
+        super().__init__()
+        self.conv1, self.bn1, self.relu, self.maxpool = net.conv1, net.bn1, net.relu, net.maxpool
+        self.layer1, self.layer2 = net.layer1, net.layer2
+        self.layer3, self.layer4 = net.layer3, net.layer4
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+
+
+class ASPPv2(nn.Module):
+    """DeepLabV2 classifier: the SUM of four parallel 3x3 convs with dilation 6/12/18/24.
+
+    ``aspp_branches`` (1..4) sums only the first n branches. AdaptSegNet's ``Classifier_Module``
+    returns inside its loop, so its checkpoints only ever used branches 0 and 1 (dilations 6 and
+    12): import those with ``aspp_branches=2``. ADVENT sums all four (the default). The value is
+    kept in the module's ``state_dict`` (``_extra_state``, a 0-d int64 tensor; not a buffer, so
+    the EMA update and ``.to(device)`` leave it alone), so it survives checkpoints and copies.
+    """
+
+    def __init__(
+        self, in_channels: int, out_channels: int, aspp_branches: int | None = None
+    ) -> None:
+        super().__init__()
+        self.branches = nn.ModuleList(
+            nn.Conv2d(in_channels, out_channels, 3, padding=d, dilation=d, bias=True)
+            for d in ASPP_V2_DILATIONS
+        )
+        for conv in self.branches:  # DeepLab's init for the classifier: N(0, 0.01), zero bias
+            nn.init.normal_(conv.weight, 0.0, 0.01)
+            nn.init.zeros_(conv.bias)
+        self.aspp_branches = aspp_branches
+
+    @property
+    def aspp_branches(self) -> int:
+        """How many of the four branches are summed."""
+        return self._n
+
+    @aspp_branches.setter
+    def aspp_branches(self, n: int | None) -> None:
+        n = len(self.branches) if n is None else n
+        if not isinstance(n, int) or not 1 <= n <= len(self.branches):
+            raise ValueError(
+                f"aspp_branches must be an int in 1..{len(self.branches)} or None, got {n!r}"
+            )
+        self._n = n
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.branches[0](x)
+        for conv in self.branches[1 : self._n]:
+            out = out + conv(x)
+        return out
+
+    def get_extra_state(self) -> Tensor:
+        # a tensor (not a dict) so every state_dict value stays a tensor (clone/equal/to just work)
+        return torch.tensor(self._n)
+
+    def set_extra_state(self, state: Tensor) -> None:
+        self.aspp_branches = int(state)
+
+
+class SegModel(nn.Module):
+    """Segmentation network ``C(F(x))`` with logits upsampled to the input size."""
+
+    def __init__(
+        self,
+        arch: str,
+        num_classes: int,
+        backbone: nn.Module,
+        classifier: nn.Module,
+        feature_channels: int,
+    ) -> None:
+        super().__init__()
+        self.arch, self.num_classes, self.feature_channels = arch, num_classes, feature_channels
+        self.backbone = backbone
+        self.classifier = classifier
+
+    def features(self, x: Tensor) -> Tensor:
+        """F(x): stride-8 feature map ``(B, feature_channels, h, w)``."""
+        return self.backbone(x)
+
+    def classify(self, f: Tensor) -> Tensor:
+        """C(f): low-resolution logits ``(B, num_classes, h, w)``."""
+        return self.classifier(f)
+
+    def forward(self, x: Tensor, return_features: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+        """Logits at ``x``'s size (bilinear, ``align_corners=False``); optionally also F(x)."""
+        f = self.features(x)
+        logits = F.interpolate(
+            self.classify(f), size=x.shape[-2:], mode="bilinear", align_corners=False
+        )
+        return (logits, f) if return_features else logits
+
+    def param_groups(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+        """(F parameters, C parameters), for separate learning rates."""
+        return list(self.backbone.parameters()), list(self.classifier.parameters())
+
+
+def _dilate_layer(layer: nn.Module, dilation: int) -> None:
+    """Turn a stride-2 ResNet stage into a stride-1 stage with dilated 3x3 convs (every block)."""
+    for m in layer.modules():
+        if isinstance(m, nn.Conv2d):
+            m.stride = (1, 1)
+            if m.kernel_size == (3, 3):
+                m.dilation = m.padding = (dilation, dilation)
+
+
+def _caffe_stem_and_stride(net: resnet.ResNet) -> None:
+    """DeepLabV2 caffe convention: ceil-mode max-pool; layer2's stride on the first 1x1 conv."""
+    net.maxpool.ceil_mode = True
+    first = net.layer2[0]
+    if isinstance(first, resnet.Bottleneck):
+        first.conv1.stride, first.conv2.stride = (2, 2), (1, 1)
+
+
+def _backbone(depth: int, version: int) -> ResNetBackbone:
+    if depth == 50:  # torchvision's own DeepLabV3 backbone
+        return ResNetBackbone(
+            resnet.resnet50(weights=None, replace_stride_with_dilation=[False, True, True])
+        )
+    net = resnet.resnet101(weights=None) if depth == 101 else resnet.resnet18(weights=None)
+    _dilate_layer(net.layer3, 2)
+    _dilate_layer(net.layer4, 4)
+    if version == 2:
+        _caffe_stem_and_stride(net)
+    return ResNetBackbone(net)
+
+
+def build_head(arch: str, in_channels: int, out_channels: int) -> nn.Module:
+    """A classifier with the architecture of ``arch``'s C (M reuses it, ``out_channels=N_f``)."""
+    version = _spec(arch)[1]
+    return (
+        ASPPv2(in_channels, out_channels)
+        if version == 2
+        else DeepLabHead(in_channels, out_channels)
+    )
+
+
+def build_model(arch: str, num_classes: int) -> SegModel:
+    """A randomly initialised model (no pretrained weights, no warning); load weights afterwards."""
+    depth, version, channels = _spec(arch)
+    if num_classes < 1:
+        raise StvmError(None, f"num_classes must be >= 1, got {num_classes}")
+    return SegModel(
+        arch,
+        num_classes,
+        _backbone(depth, version),
+        build_head(arch, channels, num_classes),
+        channels,
+    )
+
+
+def _spec(arch: str) -> tuple[int, int, int]:
+    if arch not in _SPECS:
+        raise StvmError(None, f"unknown arch {arch!r} (choose one of {', '.join(ARCHS)})")
+    return _SPECS[arch]
