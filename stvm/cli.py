@@ -108,6 +108,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_summary(args: argparse.Namespace) -> int:
+    from stvm.report.tables import ablation_markdown, ablation_rows, collect
+
+    print(ablation_markdown(ablation_rows(collect(args.eval, args.metric))))
+    return 0
+
+
 def cmd_params(args: argparse.Namespace) -> int:
     from stvm.config import params_table
 
@@ -178,6 +185,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--iters", type=int, default=10)
     sp.add_argument("--device", default="auto")
     sp.set_defaults(fn=cmd_bench)
+
+    sp = sub.add_parser("summary", help="Table IV-style ablation (mean ± std, min over seeds) from metrics files.")
+    sp.add_argument("--eval", type=Path, default=Path("results/eval"), help="folder of <run>/seed<k>/metrics.json")
+    sp.add_argument("--metric", default="miou", help="metric key (e.g. miou, miou13)")
+    sp.set_defaults(fn=cmd_summary)
 
     sp = stage("params", "Validate params.yaml and print the parameter table.", cmd_params)
     return ap

@@ -27,11 +27,31 @@ def _op_exists(name: str) -> bool:
     return True
 
 
+def _try_load_extension() -> None:
+    """Give torchvision's compiled ops (``_C``) the first chance to register the real schemas.
+
+    With a matching (CUDA) torch the library loads and defines ``nms``/``qnms`` itself; defining them
+    first would make its registration fail as a duplicate. With the CPU torch it fails to load
+    (it needs ``libtorch_cuda.so``), which is exactly the case the shim is for.
+    """
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("torchvision")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        for lib in sorted(Path(folder).glob("_C*.so")):
+            try:
+                torch.ops.load_library(str(lib))
+            except (OSError, RuntimeError, ImportError):
+                pass
+
+
 def ensure_torchvision_ops() -> list[str]:
     """Define the ``torchvision::nms``/``qnms`` schemas if the compiled ops did not register them.
 
     Returns the names that had to be defined (empty with a working torchvision build).
     """
+    _try_load_extension()
     for name in ("nms", "qnms"):
         if name in _MISSING_OPS or _op_exists(name):
             continue

@@ -70,13 +70,6 @@ def test_only_missing_schemas_are_defined():
     assert json.loads(out) == ["qnms"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="stvm/compat.py checks for the schemas before torchvision loads its compiled _C, "
-    "so on a build where _C works (CUDA torch + matching torchvision) the shim defines "
-    "nms/qnms first and _C's own registration then collides ('registered multiple times'). "
-    "Fix: try torch.ops.load_library(<torchvision>/_C.so) before checking; then drop this xfail.",
-)
 def test_torchvision_extension_gets_its_chance_before_the_shim_defines():
     out = _run(
         "import json, torch, torch.library\n"

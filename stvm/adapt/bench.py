@@ -1,0 +1,72 @@
+"""``stvm bench --stage adapt``: STvM vs ST_MT iteration time, side by side, and loop overhead.
+
+Iteration times are slopes between an n- and a 2n-iteration run of the real ``adapt`` loop (data
+from PNG files, checkpoints, logging included); the bare figure is ``adapt_step`` alone on an
+in-memory batch (the algorithm, without the loop around it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import torch
+
+from stvm.adapt.loop import VARIANTS, adapt, adapt_step, build_nets
+from stvm.config import AdaptParams
+from stvm.models.deeplab import build_model
+from stvm.models.weights import save_model_checkpoint
+
+
+def _cfg(crop: int, batch: int, n: int) -> AdaptParams:
+    return dataclasses.replace(AdaptParams(), iterations=n, crop=crop, batch_size=batch, log_every=max(n // 4, 1),
+                               ckpt_every=max(n // 2, 1))
+
+
+def _loop_seconds(variant: str, src: Path, images: Path, crop: int, batch: int, iters: int, dev: torch.device) -> float:
+    times = []
+    for n in (iters, 2 * iters):
+        with tempfile.TemporaryDirectory() as tmp:
+            t0 = time.perf_counter()
+            adapt(_cfg(crop, batch, n), variant=variant, source_model=src, target_images=images, out=Path(tmp),
+                  seed=0, device=str(dev), show_progress=False)
+            times.append(time.perf_counter() - t0)
+    return (times[1] - times[0]) / iters
+
+
+def _bare_seconds(variant: str, src: Path, crop: int, batch: int, iters: int, dev: torch.device) -> float:
+    cfg = _cfg(crop, batch, 10**6)
+    nets, _ = build_nets(cfg, VARIANTS[variant], src, dev, 0)
+    img = torch.randint(0, 255, (batch, 3, crop, crop), dtype=torch.uint8, device=dev)
+    for it in range(2):
+        adapt_step(cfg, VARIANTS[variant], nets, img, it, 0)
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for it in range(iters):
+        adapt_step(cfg, VARIANTS[variant], nets, img, it + 2, 0)
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - t0) / iters
+
+
+def run_adapt_bench(arch: str, width: int, height: int, batch: int, iters: int, dev: torch.device) -> None:
+    """Print STvM and ST_MT iteration times, their ratio, and the loop overhead."""
+    from stvm.bench import _fake_prepared
+
+    crop = min(width, height)
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        images, _ = _fake_prepared(Path(tmp) / "tgt", 16, width, height)
+        src = Path(tmp) / "source.pt"
+        save_model_checkpoint(build_model(arch, 19), src, protocol=19, stage="bench")
+        res = {v: (_bare_seconds(v, src, crop, batch, iters, dev), _loop_seconds(v, src, images, crop, batch, iters, dev))
+               for v in ("ST_MT", "STvM")}
+    for v, (bare, loop) in res.items():
+        print(f"{v:6s} iteration: {loop * 1e3:8.1f} ms (loop) {bare * 1e3:8.1f} ms (bare step)  overhead {loop / bare:.3f}x")
+    print(f"STvM / ST_MT iteration time: {res['STvM'][1] / res['ST_MT'][1]:.3f} (target <= 1.6)")
+    if dev.type == "cuda":
+        print(f"peak GPU memory: {torch.cuda.max_memory_allocated(dev) / 2**30:.2f} GiB")
