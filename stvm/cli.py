@@ -115,6 +115,16 @@ def cmd_summary(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import(args: argparse.Namespace) -> int:
+    from stvm.data.labels import PROTOCOL_CLASSES
+    from stvm.models.weights import import_external_deeplabv2, save_model_checkpoint
+
+    model = import_external_deeplabv2(args.pth, len(PROTOCOL_CLASSES[args.protocol]), aspp_branches=args.aspp_branches)
+    save_model_checkpoint(model, args.out, protocol=args.protocol, stage="import", init=f"imported from {args.pth}")
+    print(json.dumps({"out": str(args.out), "arch": model.arch, "num_classes": model.num_classes}))
+    return 0
+
+
 def cmd_params(args: argparse.Namespace) -> int:
     from stvm.config import params_table
 
@@ -190,6 +200,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--eval", type=Path, default=Path("results/eval"), help="folder of <run>/seed<k>/metrics.json")
     sp.add_argument("--metric", default="miou", help="metric key (e.g. miou, miou13)")
     sp.set_defaults(fn=cmd_summary)
+
+    sp = sub.add_parser("import", help="Import a DeepLabV2-R101 source model trained elsewhere (AdaptSegNet/ADVENT .pth).")
+    sp.add_argument("--pth", type=Path, required=True, help="the foreign checkpoint (loaded weights-only)")
+    sp.add_argument("--out", type=Path, required=True, help="stvm model.pt to write (e.g. results/models/Source/seed0/model.pt)")
+    sp.add_argument("--protocol", type=int, choices=[19, 16, 13], default=19)
+    sp.add_argument("--aspp-branches", type=int, choices=[1, 2, 3, 4], help="2 for AdaptSegNet checkpoints (see README)")
+    sp.set_defaults(fn=cmd_import)
 
     sp = stage("params", "Validate params.yaml and print the parameter table.", cmd_params)
     return ap

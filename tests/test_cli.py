@@ -8,7 +8,7 @@ import pytest
 from stvm.cli import build_parser, main
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = ["synth", "prepare", "train_source", "adapt", "evaluate", "score", "bench", "summary", "params"]
+STAGES = ["synth", "prepare", "train_source", "adapt", "evaluate", "score", "bench", "summary", "import", "params"]
 
 
 def test_every_stage_is_a_subcommand():
@@ -50,3 +50,12 @@ def test_missing_checkpoint_is_a_user_error(tmp_path):
     proc = _cli("evaluate", "--model", str(tmp_path / "m.pt"), "--images", str(tmp_path), "--labels", str(tmp_path),
                 "--out", str(tmp_path / "o"))
     assert proc.returncode == 2 and "m.pt" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_import_external_checkpoint_fails_clearly(tmp_path):
+    import torch
+
+    torch.save({"state_dict": {"conv1.weight": torch.zeros(64, 3, 7, 7)}}, tmp_path / "ext.pth")
+    proc = _cli("import", "--pth", str(tmp_path / "ext.pth"), "--out", str(tmp_path / "m.pt"))
+    assert proc.returncode == 2 and "ext.pth" in proc.stderr and "missing" in proc.stderr
+    assert not (tmp_path / "m.pt").exists()
