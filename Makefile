@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.stvm-installed
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: demo test venv lock clean-demo
+.PHONY: demo test venv lock clean-demo ablation
 
 venv: $(STAMP)
 
@@ -20,6 +20,13 @@ $(STAMP): pyproject.toml requirements.lock
 demo: $(STAMP)
 	dvc repro
 	dvc metrics show
+	$(PY) -m stvm summary
+
+# The Table IV study on the synthetic benchmark: every variant, 3 seeds (about 25 min on 2 CPU
+# cores). Runs as a DVC experiment in the workspace, then prints mean ± std and min over seeds.
+ablation: $(STAMP)
+	dvc exp run -S 'seeds=[0,1,2]' -S 'variants=[ST,ST_Aug,ST_MT,STvM_Raw,STvM]'
+	$(PY) -m stvm summary
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -47,6 +47,7 @@ from stvm.adapt.teacher import ema_update, should_update
 from stvm.config import AdaptParams, section_dict
 from stvm.data.datasets import CropDataset, IterationBatches
 from stvm.evaluate.inference import IMAGENET_MEAN, IMAGENET_STD
+from stvm.errors import StvmError
 from stvm.io import load_checkpoint, save_checkpoint, write_json
 from stvm.models.deeplab import build_head
 from stvm.models.weights import load_model_checkpoint, save_model_checkpoint
@@ -55,6 +56,7 @@ from stvm.runtime import (
     NonFiniteGuard,
     Progress,
     autocast,
+    dist_info,
     fingerprint,
     folder_signature,
     resolve_device,
@@ -211,6 +213,8 @@ def adapt(
     Reads the source checkpoint and target *images* only: source-free by construction.
     """
     v = VARIANTS[variant]
+    if dist_info().world_size > 1:
+        raise StvmError(None, "adapt: multi-process (torchrun) adaptation is not supported yet; run it on one device")
     dev = resolve_device(device)
     seed_everything(seed)
     data = CropDataset(target_images, None, cfg.crop, hflip=True, lut=None)
