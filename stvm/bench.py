@@ -64,7 +64,7 @@ def bare_step_seconds(arch: str, crop: int, batch: int, iters: int, dev: torch.d
 
     with FlopCounterMode(display=False) as fc:
         step()
-    for _ in range(2):
+    for _ in range(max(5, iters // 4)):  # warm-up: allocator and kernel selection settle
         step()
     _sync(dev)
     t0 = time.perf_counter()
