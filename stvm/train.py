@@ -102,7 +102,9 @@ def train_source(
         start, wall_before = int(state["iteration"]), float(state["wall_seconds"])
     net: torch.nn.Module = model
     if info.world_size > 1:
-        net = DistributedDataParallel(torch.nn.SyncBatchNorm.convert_sync_batchnorm(model))
+        # SyncBN on GPU (batch 2 per rank is too small for per-rank statistics); torch has no CPU SyncBN.
+        synced = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model) if dev.type == "cuda" else model
+        net = DistributedDataParallel(synced)
     sampler = IterationBatches(len(data), cfg.batch_size, seed, start, cfg.iterations, info.rank, info.world_size)
     mean, std = IMAGENET_MEAN.to(dev), IMAGENET_STD.to(dev)
     plots = PlotWriter(out / "plots" / "train.csv", ["iteration", "loss", "lr"], start) if info.is_main else None

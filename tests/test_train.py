@@ -62,3 +62,25 @@ def test_nan_is_reported_with_its_iteration(tmp_path):
     data = write_prepared(tmp_path / "data")
     with pytest.raises(StvmError, match=r"NaN/inf at iteration \d+"):
         _train(train_params(lr=1e12, iterations=4), data, tmp_path / "nan")
+
+
+def test_two_process_ddp_on_cpu(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    data = write_prepared(tmp_path / "data")
+    params = tmp_path / "p.yaml"
+    params.write_text("common: {device: cpu}\ntrain_source: {arch: deeplabv2_r18, init: random, iterations: 4, "
+                      "crop: 32, log_every: 2, ckpt_every: 2}\n")
+    torchrun = Path(sys.executable).parent / "torchrun"
+    cmd = [str(torchrun), "--nproc_per_node", "2", "-m", "stvm", "train_source", "--quiet", "--params", str(params),
+           "--images", str(data[0]), "--labels", str(data[1]), "--out", str(tmp_path / "out")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                          timeout=300, cwd=Path(__file__).resolve().parents[1])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads((tmp_path / "out/train_metrics.json").read_text())["world_size"] == 2
+    model, meta = load_model_checkpoint(tmp_path / "out/model.pt")
+    assert meta["stage"] == "train_source"
