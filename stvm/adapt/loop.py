@@ -267,7 +267,11 @@ def _finish(cfg, variant, v, nets, meta, out, seed, wall, dev) -> dict[str, Any]
     net = nets.student if cfg.evaluated_network == "student" or not v.mean_teacher else nets.teacher
     extra: dict[str, Any] = {"extras": []}
     if nets.metric is not None:
-        extra = {"extras": ["metric_head"], "metric_head": nets.metric.state_dict()}
+        extra["extras"].append("metric_head")
+        extra["metric_head"] = nets.metric.state_dict()
+    if v.mean_teacher:  # the report shows the teacher's confidence next to the evaluated network
+        extra["extras"].append("teacher")
+        extra["teacher"] = nets.teacher.state_dict()
     choices = open_choices(cfg)
     save_model_checkpoint(
         net, out / "model.pt", protocol=meta.get("protocol", 19), stage="adapt", variant=variant, seed=seed,

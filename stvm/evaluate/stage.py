@@ -56,7 +56,7 @@ def evaluate_stage(
             "scoring_resolution": "label resolution (predictions upsampled bilinearly)",
             "wall_seconds": round(time.perf_counter() - t0, 2),
         },
-        "model": {k: v for k, v in meta.items() if k not in ("params", "metric_head")},
+        "model": {k: v for k, v in meta.items() if k not in ("params", "metric_head", "teacher")},
     }
     write_json(out / "confusion.json", {"protocol": protocol, "matrix": np.asarray(confusion).astype(int).tolist()})
     write_json(out / "metrics.json", metrics)
