@@ -95,11 +95,3 @@ def test_adapt_is_source_free_in_snakefile():
     paths = re.findall(r'"([^"]+)"', inputs)
     assert sorted(paths) == sorted(["results/models/Source/seed{seed}/model.pt", "data/prepared/target/train/images"])
 
-
-def test_adapt_refuses_torchrun_until_ddp_lands(source, tmp_path, monkeypatch):
-    from stvm.errors import StvmError
-
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    with pytest.raises(StvmError, match="multi-process"):
-        _adapt(adapt_params(), source, tmp_path / "ddp")
-    assert not (tmp_path / "ddp").exists()

@@ -19,12 +19,46 @@ Variants (paper Table IV) switch pieces off; they are booleans of this one train
 
 Without the mean teacher the pseudo-labels come from the student itself (in eval mode) on the
 clean image: plain self-training.
+
+Multi-process (``torchrun --nproc_per_node N``, also across nodes): as in ``train_source``, every
+rank takes its own ``batch_size`` crops (disjoint slots of the same seed-keyed sequence), so the
+global batch is ``batch_size x world size``. Everything that is carried across iterations is kept
+identical on every rank (collectives in ``stvm.adapt.dist``; all no-ops in one process, which
+therefore computes bit for bit what it did before):
+
+* student: DistributedDataParallel (gradients averaged over ranks, then identical SGD steps). Its
+  BatchNorm is SyncBN on GPU (as in ``train_source``; running statistics then agree and rank 0's
+  are broadcast after each step to rule out last-bit differences); on CPU (no SyncBN in torch) each
+  rank normalises with its own batch and the running statistics are averaged over ranks after each
+  step, i.e. the running mean of the global batch.
+* teacher: an EMA of identical students (parameters and BN buffers), hence identical; no
+  collective needed (the DDP test checks it).
+* metric network M and proxies: explicit gradient averaging before Adam. Each rank selects its
+  own class-balanced metric samples (Eq. 1 with the shared thresholds) and the per-rank NCA mean
+  is scaled by ``n_rank * world / n_total``, so the averaged gradient is that of the NCA mean over
+  all ranks' samples. M's BN buffers (DeepLabV3 heads) are handled as the student's.
+* class thresholds: the stride-8 confidences and predictions of all ranks are all-gathered and
+  every rank folds the percentiles of the *global* batch into tau (exact, small: B*h*w values).
+* MOCM buffers: the clean images, pseudo-labels, reliability (float16, as stored) and distance
+  maps of all ranks are all-gathered, and every rank pushes the same candidates in rank order, so
+  the FIFO buffers stay identical. Pasting uses the rank's own generator: ranks paste different
+  patches (as different images of one big batch would get).
+* randomness: the per-iteration generator (photometric noise, metric sampling, pasting) is seeded
+  from ``(seed, iteration, rank)`` (rank 0: the single-process seed), the global RNG from
+  ``(seed, rank)`` after the nets are built; checkpoints store every rank's global RNG state, so a
+  resumed run equals an uninterrupted one on the same world size (the world size is part of the
+  run fingerprint when it exceeds 1).
+* logging: the per-rank sums of the logged scalars are averaged over ranks at log time only; the
+  first non-finite iteration is reduced too, so every rank stops together. Only rank 0 writes
+  (checkpoint, plots CSV, model.pt, adapt_metrics.json, progress line); the others wait at a
+  barrier after each checkpoint.
 """
 
 from __future__ import annotations
 
 import copy
 import hashlib
+import inspect
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,9 +66,11 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
 
+from stvm.adapt import dist as ddp
 from stvm.adapt.augment import photometric
-from stvm.adapt.classmix import PatchBuffers
+from stvm.adapt.classmix import PatchBuffers, _to_uint8
 from stvm.adapt.losses import nca_loss, reliability, weighted_ce
 from stvm.adapt.metric import (
     ClassThresholds,
@@ -47,7 +83,6 @@ from stvm.adapt.teacher import ema_update, should_update
 from stvm.config import AdaptParams, section_dict
 from stvm.data.datasets import CropDataset, IterationBatches
 from stvm.evaluate.inference import IMAGENET_MEAN, IMAGENET_STD
-from stvm.errors import StvmError
 from stvm.io import load_checkpoint, save_checkpoint, write_json
 from stvm.models.deeplab import build_head
 from stvm.models.weights import load_model_checkpoint, save_model_checkpoint
@@ -59,6 +94,7 @@ from stvm.runtime import (
     dist_info,
     fingerprint,
     folder_signature,
+    init_distributed,
     resolve_device,
     resumable,
     rng_state,
@@ -100,6 +136,7 @@ class Nets:
     opt_metric: torch.optim.Optimizer | None = None
     thresholds: ClassThresholds | None = None
     buffers: PatchBuffers | None = None
+    train_forward: torch.nn.Module | None = None  # the student's DDP wrapper under torchrun (not saved)
 
     def state(self) -> dict[str, Any]:
         parts = {"student": self.student, "teacher": self.teacher, "opt": self.opt, "metric": self.metric,
@@ -135,10 +172,11 @@ def build_nets(cfg: AdaptParams, v: Variant, source_model: Path, dev: torch.devi
     return nets, meta
 
 
-def adapt_step(cfg: AdaptParams, v: Variant, nets: Nets, img_u8: torch.Tensor, it: int, seed: int) -> dict[str, torch.Tensor]:
+def adapt_step(cfg: AdaptParams, v: Variant, nets: Nets, img_u8: torch.Tensor, it: int, seed: int,
+               rank: int = 0) -> dict[str, torch.Tensor]:
     """One STvM iteration on a batch of clean target crops (uint8); returns device scalars to log."""
     dev = img_u8.device
-    gen = torch.Generator(device=dev).manual_seed(seed * 1_000_003 + it)
+    gen = torch.Generator(device=dev).manual_seed(ddp.rank_seed(seed * 1_000_003 + it, rank))
     mean, std = IMAGENET_MEAN.to(dev).view(1, 3, 1, 1), IMAGENET_STD.to(dev).view(1, 3, 1, 1)
     x01 = img_u8.float() / 255.0
     # Teacher path: pseudo-labels for every pixel from the clean image (no gradient).
@@ -163,11 +201,12 @@ def adapt_step(cfg: AdaptParams, v: Variant, nets: Nets, img_u8: torch.Tensor, i
         pseudo_s, weight_s = pseudo, weight
     nets.student.train()
     with autocast(dev):
-        out = nets.student((xs - mean) / std)
+        out = (nets.train_forward or nets.student)((xs - mean) / std)
     loss = weighted_ce(out.float(), pseudo_s, weight_s)
     nets.opt.zero_grad(set_to_none=True)
     loss.backward()
     nets.opt.step()
+    ddp.sync_buffers(nets.student, average=dev.type != "cuda")
     if v.mean_teacher and should_update(it + 1, cfg.ema_interval):
         ema_update(nets.teacher, nets.student, cfg.ema_lambda)
     fill = nets.buffers.fill_fraction() if nets.buffers is not None else torch.zeros((), device=dev)
@@ -179,20 +218,37 @@ def metric_step(cfg: AdaptParams, nets: Nets, feats: torch.Tensor, low: torch.Te
     """Train M and the proxies on this batch's metric pseudo-labels; return the reliability map."""
     prob = low.softmax(1)
     conf, pred = prob.max(1)
-    nets.thresholds.update(conf, pred, cfg.q_m)
+    nets.thresholds.update(ddp.all_gather_cat(conf), ddp.all_gather_cat(pred), cfg.q_m)  # global batch
     sel = select_metric_samples(pred, conf, nets.thresholds.tau, cfg.samples_per_class, gen)
     dist = nets.metric.distances(nets.metric(feats.detach()))  # (B, C, h, w)
     loss_m = nca_loss(gather_pixels(dist, sel.indices), sel.labels, cfg.temperature, sel.valid)
+    if ddp.world_size() > 1:  # averaged gradients = gradient of the mean over all ranks' samples
+        loss_m = loss_m * ddp.global_count_weight(sel.valid.sum())
     nets.opt_metric.zero_grad(set_to_none=True)
     loss_m.backward()
+    ddp.average_gradients(nets.metric.parameters())
     nets.opt_metric.step()
+    ddp.sync_buffers(nets.metric, average=feats.device.type != "cuda")
     with torch.no_grad():
         d = distance_to_prediction(dist.detach(), pseudo)
         weight = reliability(d, cfg.alpha, cfg.beta)
         if nets.buffers is not None:
-            nets.buffers.push(clean_images, pseudo, weight, d, cfg.tau_mocm)
+            candidates = _all_candidates(clean_images, pseudo, weight, d, nets.buffers.n_classes)
+            nets.buffers.push(*candidates, cfg.tau_mocm)
     frac = (conf > nets.thresholds.tau[pred]).float().mean()
     return weight, {"loss_metric": loss_m.detach(), "metric_fraction": frac}
+
+
+def _all_candidates(images: torch.Tensor, pseudo: torch.Tensor, weight: torch.Tensor, d: torch.Tensor,
+                    n_classes: int) -> tuple[torch.Tensor, ...]:
+    """MOCM candidates of every rank in rank order (the inputs themselves in one process), gathered in
+    the dtypes the buffers store (uint8 image, small-int labels, float16 reliability), so pushing them
+    stores exactly what pushing the float originals would."""
+    if ddp.world_size() == 1:
+        return images, pseudo, weight, d
+    labels = pseudo.to(torch.uint8 if n_classes <= 256 else torch.int32)
+    return (ddp.all_gather_cat(_to_uint8(images)), ddp.all_gather_cat(labels),
+            ddp.all_gather_cat(weight.to(torch.float16)), ddp.all_gather_cat(d))
 
 
 def adapt(
@@ -210,59 +266,125 @@ def adapt(
 ) -> dict[str, Any]:
     """Adapt ``source_model`` to the unlabeled ``target_images``; write ``out/model.pt`` and metrics.
 
-    Reads the source checkpoint and target *images* only: source-free by construction.
+    Reads the source checkpoint and target *images* only: source-free by construction. Under
+    ``torchrun`` every rank calls this; only rank 0 writes and returns the metrics (others ``{}``).
     """
     v = VARIANTS[variant]
-    if dist_info().world_size > 1:
-        raise StvmError(None, "adapt: multi-process (torchrun) adaptation is not supported yet; run it on one device")
     dev = resolve_device(device)
+    info = init_distributed(dev)
     seed_everything(seed)
     data = CropDataset(target_images, None, cfg.crop, hflip=True, lut=None)
-    nets, meta = build_nets(cfg, v, source_model, dev, seed)
-    ckpt_path, start, wall_before = out / "ckpt" / "last.pt", 0, 0.0
+    ckpt_path = out / "ckpt" / "last.pt"
     run_id = fingerprint({"params": section_dict(cfg), "variant": variant, "seed": seed,
                           "source": hashlib.sha256(Path(source_model).read_bytes()).hexdigest(),
-                          "inputs": folder_signature(target_images)})
-    state = load_checkpoint(ckpt_path, map_location=str(dev)) if ckpt_path.exists() else None
-    if resumable(state, run_id, ckpt_path, cfg.iterations):
-        nets.load(state["nets"])
-        set_rng_state(state["rng"])
-        start, wall_before = int(state["iteration"]), float(state["wall_seconds"])
-    sampler = IterationBatches(len(data), cfg.batch_size, seed, start, cfg.iterations)
-    plots = PlotWriter(out / "plots" / "adapt.csv", PLOT_COLUMNS, start)
-    progress = Progress(f"adapt {variant}", cfg.iterations, start, show_progress)
+                          "inputs": folder_signature(target_images),
+                          **({"world": info.world_size} if info.world_size > 1 else {})})
+    nets, meta, start, wall_before = _ready_nets(cfg, v, source_model, dev, seed, ckpt_path, run_id)
+    sampler = IterationBatches(len(data), cfg.batch_size, seed, start, cfg.iterations, info.rank, info.world_size)
+    plots = PlotWriter(out / "plots" / "adapt.csv", PLOT_COLUMNS, start) if info.is_main else None
+    progress = Progress(f"adapt {variant}", cfg.iterations, start, show_progress and info.is_main)
     guard, sums, t0 = NonFiniteGuard(dev), None, time.perf_counter()
     for it, (img, _, _) in enumerate(make_loader(data, sampler, num_workers), start=start):
         lr = set_poly_lr(nets.opt, it, cfg.iterations, cfg.poly_power)
         if nets.opt_metric is not None:
             set_poly_lr(nets.opt_metric, it, cfg.iterations, cfg.poly_power)
-        logs = adapt_step(cfg, v, nets, img.to(dev, non_blocking=True), it, seed)
+        logs = adapt_step(cfg, v, nets, img.to(dev, non_blocking=True), it, seed, info.rank)
         guard.check(logs["loss"] + logs["loss_metric"], it + 1)
         sums = logs if sums is None else {k: sums[k] + logs[k] for k in logs}
         done = it + 1
         if done % cfg.log_every == 0 or done == cfg.iterations:
-            guard.raise_if_bad(f"adapt {variant}")
-            n = done - (done - 1) // cfg.log_every * cfg.log_every
-            row = {k: float(val) / n for k, val in sums.items()}
-            row["buffer_fill"] = float(logs["buffer_fill"])
+            n = done - max(start, (done - 1) // cfg.log_every * cfg.log_every)  # iterations in sums
+            row = _log_row(sums, logs["buffer_fill"], n, guard, f"adapt {variant}")
             sums = None
             progress.line(done, {"loss": row["loss"], "w": row["reliability"], "lr": lr})
-            plots.row({"iteration": done, "lr": lr, **row})
+            if plots is not None:
+                plots.row({"iteration": done, "lr": lr, **row})
         if done % cfg.ckpt_every == 0 or done == stop_after:
-            _checkpoint(ckpt_path, nets, done, wall_before + time.perf_counter() - t0, run_id)
+            _checkpoint(ckpt_path, nets, done, wall_before + time.perf_counter() - t0, run_id, info.is_main)
         if stop_after is not None and done >= stop_after:
             return {"stopped_at": done}
     wall = wall_before + time.perf_counter() - t0
-    _checkpoint(ckpt_path, nets, cfg.iterations, wall, run_id)
-    return _finish(cfg, variant, v, nets, meta, out, seed, wall, str(dev))
+    _checkpoint(ckpt_path, nets, cfg.iterations, wall, run_id, info.is_main)
+    if not info.is_main:
+        return {}
+    return _finish(cfg, variant, v, nets, meta, out, seed, wall, str(dev), world=info.world_size)
 
 
-def _checkpoint(path: Path, nets: Nets, it: int, wall: float, run_id: str) -> None:
-    save_checkpoint({"nets": nets.state(), "iteration": it, "rng": rng_state(), "wall_seconds": wall,
-                     "fingerprint": run_id}, path)
+def _ready_nets(cfg: AdaptParams, v: Variant, source_model: Path, dev: torch.device, seed: int, ckpt_path: Path,
+               run_id: str) -> tuple[Nets, dict, int, float]:
+    """Nets built alike on every rank, resumed from this run's checkpoint, wrapped for DDP under
+    torchrun; returns ``(nets, source meta, start iteration, wall seconds so far)``."""
+    info = dist_info()
+    nets, meta = build_nets(cfg, v, source_model, dev, seed)
+    if info.world_size > 1:  # from here each rank has its own global RNG stream (e.g. dropout)
+        seed_everything(ddp.rank_seed(seed, info.rank))
+    start, wall = _resume(nets, ckpt_path, run_id, cfg.iterations, dev, info.rank)
+    _distribute(nets, dev)
+    return nets, meta, start, wall
 
 
-def _finish(cfg, variant, v, nets, meta, out, seed, wall, dev) -> dict[str, Any]:
+def _resume(nets: Nets, path: Path, run_id: str, total: int, dev: torch.device, rank: int) -> tuple[int, float]:
+    """Load this run's unfinished checkpoint, if any, on every rank (rank r restores its own RNG);
+    returns ``(start iteration, wall seconds so far)``. Ranks must agree (shared file system)."""
+    state = load_checkpoint(path, map_location=str(dev)) if path.exists() else None
+    start, wall = 0, 0.0
+    if resumable(state, run_id, path, total):
+        nets.load(state["nets"])
+        set_rng_state(state["rng_ranks"][rank] if "rng_ranks" in state else state["rng"])
+        start, wall = int(state["iteration"]), float(state["wall_seconds"])
+    ddp.check_same_on_all_ranks(start, "the iteration to resume from")
+    return start, wall
+
+
+def _distribute(nets: Nets, dev: torch.device) -> None:
+    """Under torchrun: SyncBN (GPU) and DDP for the student, SyncBN (GPU) and rank 0's weights for M.
+    BN buffers are synchronised after each step by ``adapt_step`` / ``metric_step`` instead of
+    DDP's per-forward broadcast (see the module docstring). No-op in one process."""
+    if ddp.world_size() == 1:
+        return
+    if dev.type == "cuda":
+        was_student = nets.teacher is nets.student
+        nets.student = torch.nn.SyncBatchNorm.convert_sync_batchnorm(nets.student)
+        nets.teacher = nets.student if was_student else nets.teacher
+        if nets.metric is not None:
+            nets.metric = torch.nn.SyncBatchNorm.convert_sync_batchnorm(nets.metric)
+    # buffers: synced once at construction (rank 0's), then by us after each step, not per forward
+    no_fwd_sync = ({"forward_sync_buffers": False} if "forward_sync_buffers" in inspect.signature(
+        DistributedDataParallel).parameters else {"broadcast_buffers": False})
+    nets.train_forward = DistributedDataParallel(nets.student, **no_fwd_sync)
+    if nets.metric is not None:
+        ddp.broadcast_module(nets.metric)
+
+
+def _log_row(sums: dict[str, torch.Tensor], fill: torch.Tensor, n: int, guard: NonFiniteGuard,
+             stage: str) -> dict[str, float]:
+    """Means of the logged scalars over the last ``n`` iterations and over ranks (host syncs and
+    collectives at log time only); stops every rank together on a non-finite loss."""
+    guard.first_bad = ddp.first_bad_over_ranks(guard.first_bad)
+    guard.raise_if_bad(stage)
+    if ddp.world_size() > 1:
+        keys = list(sums)
+        means = ddp.all_reduce_mean(torch.stack([sums[k].float() for k in keys]))
+        sums = dict(zip(keys, means.unbind(), strict=True))
+    row = {k: float(val) / n for k, val in sums.items()}
+    row["buffer_fill"] = float(fill)
+    return row
+
+
+def _checkpoint(path: Path, nets: Nets, it: int, wall: float, run_id: str, is_main: bool = True) -> None:
+    """Rank 0 saves everything, with every rank's RNG state under DDP; all ranks return once it is
+    on disk (collective: every rank calls it)."""
+    rngs = ddp.gather_rng_states()
+    if is_main:
+        state = {"nets": nets.state(), "iteration": it, "rng": rng_state(), "wall_seconds": wall,
+                 "fingerprint": run_id}
+        if rngs is not None:
+            state["rng_ranks"] = rngs
+        save_checkpoint(state, path)
+    ddp.barrier()
+
+
+def _finish(cfg, variant, v, nets, meta, out, seed, wall, dev, world: int = 1) -> dict[str, Any]:
     """Write the evaluated network as ``out/model.pt`` (with M, for Table VII) and train metrics."""
     net = nets.student if cfg.evaluated_network == "student" or not v.mean_teacher else nets.teacher
     extra: dict[str, Any] = {"extras": []}
@@ -278,7 +400,7 @@ def _finish(cfg, variant, v, nets, meta, out, seed, wall, dev) -> dict[str, Any]
         source=meta.get("init", ""), choices=choices, params=section_dict(cfg), **extra,
     )
     metrics = {"variant": variant, "iterations": cfg.iterations, "wall_seconds": round(wall, 2), "device": dev,
-               "seed": seed, "choices": choices}
+               "seed": seed, "world_size": world, "choices": choices}
     write_json(out / "adapt_metrics.json", metrics)
     return metrics
 

@@ -1,0 +1,102 @@
+"""``stvm adapt`` under torchrun: 2 CPU processes (gloo) on tiny data, STvM variant.
+
+One torchrun launch (``tests/adapt_ddp_worker.py``) runs an uninterrupted adaptation and a stopped
+then resumed one; the worker dumps every rank's full state at each checkpoint.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+from stvm.io import load_checkpoint
+from stvm.models.weights import load_model_checkpoint
+from stvm.train import train_source
+from tests.tiny import train_params, write_prepared
+
+ROOT = Path(__file__).resolve().parents[1]
+PARAMS = ("common: {device: cpu}\nadapt: {iterations: 6, crop: 32, log_every: 2, ckpt_every: 3, ema_interval: 2, "
+          "ema_lambda: 0.5, buffer_size: 3, n_mocm: 2, samples_per_class: 8, n_f: 16, tau_mocm: 3.9}\n")
+
+
+def assert_same(a, b, where=""):
+    """Exact equality of nested dicts/lists of tensors and plain values."""
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b), where
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for k in a:
+            assert_same(a[k], b[k], f"{where}/{k}")
+    elif isinstance(a, list | tuple):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            assert_same(x, y, f"{where}/{i}")
+    else:
+        assert a == b, where
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("adapt_ddp")
+    src = write_prepared(root / "src")
+    tgt, _ = write_prepared(root / "tgt", labels=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        train_source(train_params(iterations=10), images=src[0], labels=src[1], out=root / "source", protocol=19,
+                     seed=0, device="cpu", show_progress=False)
+    (root / "p.yaml").write_text(PARAMS)
+    torchrun = Path(sys.executable).parent / "torchrun"
+    cmd = [str(torchrun), "--nproc_per_node", "2", "-m", "tests.adapt_ddp_worker", str(root / "p.yaml"),
+           str(root / "source/model.pt"), str(tgt), str(root)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return root
+
+
+def _state(root, run, rank, it=6):
+    return torch.load(root / run / "ckpt" / f"rank{rank}_it{it}.pt", weights_only=True)
+
+
+def test_ranks_hold_identical_state(runs):
+    for it in (3, 6):
+        s0, s1 = _state(runs, "full", 0, it), _state(runs, "full", 1, it)
+        assert {"student", "teacher", "opt", "metric", "opt_metric", "thresholds", "buffers"} == set(s0)
+        assert_same(s0, s1, f"it{it}")
+    s = _state(runs, "full", 0)
+    assert int(s["buffers"]["count"].sum()) > 0 and bool(s["thresholds"]["seen"].any())
+    assert any(not torch.equal(v, s["teacher"][k]) for k, v in s["student"].items())  # a real mean teacher
+
+
+def test_ranks_see_different_crops_and_only_rank0_writes(runs):
+    fed = [json.loads((runs / f"fed_rank{r}.json").read_text()) for r in (0, 1)]
+    assert sorted(fed[0]) == [str(i) for i in range(6)]
+    assert all(fed[0][it][0] != fed[1][it][0] for it in fed[0])  # sharded data
+    metrics = json.loads((runs / "full/adapt_metrics.json").read_text())
+    assert metrics["world_size"] == 2 and metrics["variant"] == "STvM"
+    ckpt = load_checkpoint(runs / "full/ckpt/last.pt")
+    assert len(ckpt["rng_ranks"]) == 2 and not torch.equal(ckpt["rng_ranks"][0]["torch"], ckpt["rng_ranks"][1]["torch"])
+    rows = (runs / "full/plots/adapt.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == ["2", "4", "6"]
+
+
+def test_resumed_equals_uninterrupted(runs):
+    full, res = load_checkpoint(runs / "full/ckpt/last.pt"), load_checkpoint(runs / "res/ckpt/last.pt")
+    assert_same(full["nets"], res["nets"], "nets")
+    # (the saved global RNG states themselves differ: each DataLoader iterator draws its base seed from
+    # the global RNG, once per launch; nothing in the STvM/deeplabv2 step reads the global RNG)
+    assert_same(_state(runs, "full", 1), _state(runs, "res", 1), "rank1")
+    a, meta_a = load_model_checkpoint(runs / "full/model.pt")
+    b, meta_b = load_model_checkpoint(runs / "res/model.pt")
+    assert_same(a.state_dict(), b.state_dict(), "model")
+    assert_same(meta_a["metric_head"], meta_b["metric_head"], "metric_head")
+    rows_full = (runs / "full/plots/adapt.csv").read_text().splitlines()
+    rows_res = (runs / "res/plots/adapt.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows_full] == [r.split(",")[0] for r in rows_res]
+    # row 4 averages iterations 3-4 uninterrupted but only 4 after the resume at 3; rows 2 and 6 agree
+    assert rows_full[1] == rows_res[1] and rows_full[3] == rows_res[3]
