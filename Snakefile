@@ -1,6 +1,7 @@
 # Snakemake view of the same DAG as dvc.yaml: each rule is one `python -m stvm <stage>` call.
 # Run in the project's container with `snakemake --cores 4 --use-singularity`.
 configfile: "params.yaml"
+container: "docker://ghcr.io/stvm/stvm:0.1.0"  # docker/Dockerfile; used only with --use-singularity
 
 
 include: "workflow/rules/common.smk"
@@ -8,13 +9,9 @@ include: "workflow/rules/prepare.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/adapt.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:
     input:
-        expand("results/eval/Source/seed{seed}/metrics.json", seed=config["seeds"]),
-        expand(
-            "results/eval/{variant}/seed{seed}/metrics.json",
-            variant=config["variants"],
-            seed=config["seeds"],
-        ),
+        "results/report",

@@ -115,6 +115,18 @@ def cmd_summary(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from stvm.report.stage import report_stage
+
+    p = _params(args)
+    summary = report_stage(
+        p.report, eval_root=args.eval, models_root=args.models, prepared_root=args.prepared, synth=args.synth,
+        params_path=args.params, out=args.out, device=p.common.device,
+    )
+    print(json.dumps({k: summary[k] for k in ("out", "runs", "seeds")}))
+    return 0
+
+
 def cmd_import(args: argparse.Namespace) -> int:
     from stvm.data.labels import PROTOCOL_CLASSES
     from stvm.models.weights import import_external_deeplabv2, save_model_checkpoint
@@ -200,6 +212,16 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--eval", type=Path, default=Path("results/eval"), help="folder of <run>/seed<k>/metrics.json")
     sp.add_argument("--metric", default="miou", help="metric key (e.g. miou, miou13)")
     sp.set_defaults(fn=cmd_summary)
+
+    sp = stage("report", "Report of a pipeline run: paper-style tables, curves, panels, provenance (md, html, CSV).",
+               cmd_report)
+    sp.add_argument("--eval", type=Path, default=Path("results/eval"), help="folder of <run>/seed<k>/metrics.json")
+    sp.add_argument("--models", type=Path, default=Path("results/models"),
+                    help="folder of <run>/seed<k>/ (metrics, plots, model.pt)")
+    sp.add_argument("--prepared", type=Path, default=Path("data/prepared"),
+                    help="prepared datasets (<role>/manifest.json, target/val)")
+    sp.add_argument("--synth", type=Path, help="synthetic benchmark summary (data/raw/synth/synth.json), if used")
+    sp.add_argument("--out", type=Path, default=Path("results/report"), help="report folder (replaced as a whole)")
 
     sp = sub.add_parser("import", help="Import a DeepLabV2-R101 source model trained elsewhere (AdaptSegNet/ADVENT .pth).")
     sp.add_argument("--pth", type=Path, required=True, help="the foreign checkpoint (loaded weights-only)")

@@ -115,6 +115,12 @@ class EvaluateParams:
 
 
 @dataclass(frozen=True)
+class ReportParams:
+    panels: int = _f(3, "Target val images in the qualitative panel (first N by name; 0 = no panel).", min=0, max=50)
+    tile_width: int = _f(256, "Width in pixels of each panel tile (images are resized to it).", min=32, max=2048)
+
+
+@dataclass(frozen=True)
 class DataRole:
     dataset: Literal["gta5", "synthia", "cityscapes", "nthu"] = _f("gta5", "Raw format of this role's dataset.")
     root: str = _f("data/raw/gta5", "Raw dataset root, exactly as distributed (under data/raw/<name>).")
@@ -136,6 +142,7 @@ class Params:
     train_source: TrainSourceParams = field(default_factory=TrainSourceParams)
     adapt: AdaptParams = field(default_factory=AdaptParams)
     evaluate: EvaluateParams = field(default_factory=EvaluateParams)
+    report: ReportParams = field(default_factory=ReportParams)
     variants: list[str] = field(default_factory=lambda: ["ST_MT", "STvM"])
     seeds: list[int] = field(default_factory=lambda: [0])
 

@@ -1,9 +1,31 @@
+import base64
+import csv
+import hashlib
+import itertools
 import json
+import shutil
+import subprocess
+import warnings
+from html.parser import HTMLParser
+from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
+import yaml
 
+from stvm.adapt.loop import adapt
 from stvm.cli import main
+from stvm.config import EvaluateParams, params_from_dict
+from stvm.errors import StvmError
+from stvm.evaluate.stage import evaluate_stage
+from stvm.report import figures, paper
+from stvm.report.provenance import FIELDS, git_revision
 from stvm.report.tables import ablation_markdown, ablation_rows, collect
+from stvm.train import train_source
+from tests.tiny import adapt_params, train_params, write_prepared
+
+PAPER_DIR = Path(__file__).resolve().parents[1] / "stvm" / "report" / "paper"
 
 
 def _write(root, name, seed, miou):
@@ -29,3 +51,265 @@ def test_ablation_rows_from_metrics_files(tmp_path, capsys):
 def test_missing_results_is_a_user_error(tmp_path, capsys):
     assert main(["summary", "--eval", str(tmp_path / "none")]) == 2
     assert "no evaluation results" in capsys.readouterr().err
+
+
+# --- the report stage on a tiny but real pipeline run ---------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def run_tree(tmp_path_factory):
+    """A results tree written by the real stages (Source, ST_MT, STvM; seed 0), plus a seed 1 copy
+    whose headline numbers are changed, so means and stds over seeds are non-trivial."""
+    root = tmp_path_factory.mktemp("report")
+    src = write_prepared(root / "data/prepared/source/train")
+    val = write_prepared(root / "data/prepared/target/val")
+    models, evals = root / "results/models", root / "results/eval"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        train_source(train_params(iterations=6), images=src[0], labels=src[1], out=models / "Source/seed0",
+                     protocol=19, seed=0, device="cpu", show_progress=False)
+        for variant in ("ST_MT", "STvM"):
+            adapt(adapt_params(iterations=4), variant=variant, source_model=models / "Source/seed0/model.pt",
+                  target_images=val[0], out=models / variant / "seed0", seed=0, device="cpu", show_progress=False)
+    for run in ("Source", "ST_MT", "STvM"):
+        evaluate_stage(EvaluateParams(), model_path=models / run / "seed0/model.pt", images=val[0], labels=val[1],
+                       out=evals / run / "seed0", device="cpu", input_size=(48, 32), show_progress=False)
+        _copy_seed(root, run, offset={"Source": 1.5, "ST_MT": -2.0, "STvM": 3.25}[run])
+    for role in ("source", "target"):
+        manifest = {"dataset": "gta5" if role == "source" else "cityscapes", "root": f"data/raw/{role}",
+                    "size": [48, 32], "city": None, "splits": {"val": {"count": 6}}, "sources_sha256": "ab" * 32}
+        (root / f"data/prepared/{role}/manifest.json").write_text(json.dumps(manifest))
+    (root / "synth.json").write_text(json.dumps({"generator": "stvm.data.synth", "version": 1, "seed": 0,
+                                                  "width": 48, "height": 32, "shift": 1.0, "counts": {"source": 6}}))
+    (root / "params.yaml").write_text(yaml.safe_dump({"report": {"panels": 2, "tile_width": 64}}))
+    return root
+
+
+def _copy_seed(root: Path, run: str, offset: float) -> None:
+    """seed1 = seed0 with miou, one IoU and (when present) the silhouette shifted by ``offset``."""
+    for base in ("results/models", "results/eval"):
+        shutil.copytree(root / base / run / "seed0", root / base / run / "seed1",
+                        ignore=shutil.ignore_patterns("ckpt", "model.pt"))
+    path = root / "results/eval" / run / "seed1/metrics.json"
+    m = json.loads(path.read_text())
+    for key in ("miou", "iou/road", "silhouette/class_mean"):
+        if key in m:
+            m[key] += offset
+    m["evaluation"]["wall_seconds"] = 1.23
+    path.write_text(json.dumps(m))
+
+
+def _report(root: Path, out: Path, capsys=None) -> int:
+    return main(["report", "--params", str(root / "params.yaml"), "--eval", str(root / "results/eval"),
+                 "--models", str(root / "results/models"), "--prepared", str(root / "data/prepared"),
+                 "--synth", str(root / "synth.json"), "--out", str(out)])
+
+
+class ReportHTML(HTMLParser):
+    """Tables (by data-name: header + rows of cell text) and <img> sources of the report page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: dict[str, list[list[str]]] = {}
+        self.images: dict[str, str] = {}
+        self._table = self._row = self._cell = self._figure = None
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "table":
+            self._table = self.tables.setdefault(a["data-name"], [])
+        elif tag == "tr" and self._table is not None:
+            self._row = []
+        elif tag in ("td", "th") and self._row is not None:
+            self._cell = []
+        elif tag == "figure":
+            self._figure = a.get("id")
+        elif tag == "img":
+            self.images[self._figure] = a["src"]
+
+    def handle_endtag(self, tag):
+        if tag == "table":
+            self._table = None
+        elif tag == "tr" and self._row is not None:
+            self._table.append(self._row)
+            self._row = None
+        elif tag in ("td", "th") and self._cell is not None:
+            self._row.append("".join(self._cell))
+            self._cell = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def _rows(table: list[list[str]]) -> list[dict[str, str]]:
+    return [dict(zip(table[0], r, strict=True)) for r in table[1:]]
+
+
+def _md_tables(text: str) -> dict[str, list[dict[str, str]]]:
+    """Markdown tables keyed by their ### title."""
+    out, title, lines = {}, None, text.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("### "):
+            title = line[4:]
+        elif line.startswith("| ") and title and not lines[i - 1].startswith("|"):
+            block = list(itertools.takewhile(lambda row: row.startswith("|"), lines[i:]))
+            cells = [[c.strip() for c in row.strip("|").split(" | ")] for row in block if not row.startswith("|---")]
+            out[title] = [dict(zip(cells[0], r, strict=True)) for r in cells[1:]]
+    return out
+
+
+@pytest.fixture(scope="module")
+def report(run_tree, tmp_path_factory):
+    out = tmp_path_factory.mktemp("out") / "report"
+    assert _report(run_tree, out) == 0
+    parser = ReportHTML()
+    parser.feed((out / "report.html").read_text())
+    return out, parser
+
+
+def _metrics(root: Path, run: str, seed: int) -> dict:
+    return json.loads((root / "results/eval" / run / f"seed{seed}/metrics.json").read_text())
+
+
+def test_report_has_every_table_plot_and_provenance_field(run_tree, report):
+    out, page = report
+    for name in ("table4_ablation", "table1_per_class", "table6_variance", "table7_silhouette", "per_seed",
+                 "provenance", "datasets", "wall_time", "open_choices"):
+        assert name in page.tables and len(page.tables[name]) > 1, name
+        assert (out / "tables" / f"{name}.csv").is_file()
+    expected = {"train_loss", "train_lr", "qualitative"} | {f"adapt_{c}" for c in (
+        "loss", "loss_metric", "lr", "reliability", "metric_fraction", "buffer_fill")}
+    assert expected <= set(page.images)
+    for name in expected:
+        src = page.images[name]
+        assert src.startswith("data:image/png;base64,")
+        img = cv2.imdecode(np.frombuffer(base64.b64decode(src.split(",", 1)[1]), np.uint8), cv2.IMREAD_COLOR)
+        assert img is not None and img.std() > 5, name  # a real picture, not a blank
+        assert (out / "figures" / f"{name}.png").read_bytes() == base64.b64decode(src.split(",", 1)[1])
+    prov = {r["field"]: r["value"] for r in _rows(page.tables["provenance"])}
+    assert set(FIELDS) <= set(prov) and all(prov[f] for f in FIELDS)
+    assert prov["params sha256"] == hashlib.sha256((run_tree / "params.yaml").read_bytes()).hexdigest()
+    assert prov["git revision"] == "unknown" or len(prov["git revision"]) == 40
+    page_text = (out / "report.html").read_text()
+    assert not any(x in page_text for x in ('src="http', "<link", "<script"))  # self-contained
+    assert "paper (real data)" in page_text and "this run" in page_text
+    qual = cv2.imdecode(np.frombuffer((out / "figures/qualitative.png").read_bytes(), np.uint8), cv2.IMREAD_COLOR)
+    assert qual.shape[1] == 6 * 64 + 5 * 4  # image, GT, Source, STvM, reliability, teacher confidence
+
+
+def test_report_numbers_equal_the_metrics_files(run_tree, report):
+    out, page = report
+    per_seed = {(r["run"], r["seed"]): r for r in _rows(page.tables["per_seed"])}
+    for run in ("Source", "ST_MT", "STvM"):
+        seeds = [_metrics(run_tree, run, s) for s in (0, 1)]
+        for s, m in enumerate(seeds):
+            assert per_seed[(run, str(s))]["miou"] == f"{m['miou']:.1f}"
+        ablation = {r["run"]: r for r in _rows(page.tables["table4_ablation"])}[run]
+        values = [m["miou"] for m in seeds]
+        assert ablation["this run: mIoU mean"] == f"{np.mean(values):.1f}"
+        assert ablation["this run: std"] == f"{np.std(values, ddof=1):.1f}"
+        assert ablation["this run: min"] == f"{min(values):.1f}"
+        per_class = {r["method"]: r for r in _rows(page.tables["table1_per_class"]) if r["source"] == "this run"}
+        assert per_class[run]["Road"] == f"{np.mean([m['iou/road'] for m in seeds]):.1f}"
+    sil = {r["method"]: r for r in _rows(page.tables["table7_silhouette"]) if r["source"] == "this run"}
+    assert set(sil) == {"STvM"}  # only the STvM checkpoint carries a metric network
+    cm = [_metrics(run_tree, "STvM", s)["silhouette/class_mean"] for s in (0, 1)]
+    assert sil["STvM"]["class mean"] == f"{np.mean(cm):.1f}"
+    wall = {(r["stage"], r["run"], r["seed"]): r["wall seconds"] for r in _rows(page.tables["wall_time"])}
+    adapt_wall = json.loads((run_tree / "results/models/STvM/seed0/adapt_metrics.json").read_text())["wall_seconds"]
+    assert wall[("adapt", "STvM", "0")] == f"{adapt_wall:.2f}" and wall[("evaluate", "STvM", "1")] == "1.23"
+    # CSVs keep full precision
+    with (out / "tables/per_seed.csv").open() as fh:
+        rows = {(r["run"], r["seed"]): r for r in csv.DictReader(fh)}
+    assert float(rows[("STvM", "1")]["miou"]) == _metrics(run_tree, "STvM", 1)["miou"]
+
+
+def test_paper_columns_come_from_the_shipped_tables(report):
+    _, page = report
+    with (PAPER_DIR / "table4_ablation.csv").open() as fh:
+        ref = {r["Name"]: r for r in csv.DictReader(fh)}
+    ablation = {r["run"]: r for r in _rows(page.tables["table4_ablation"])}
+    assert ablation["STvM"]["paper (real data): mIoU"] == ref["STvM"]["mIoU"]
+    assert ablation["ST_MT"]["paper (real data): mIoU"] == ref["STMT"]["mIoU"]
+    paper_rows = [r for r in _rows(page.tables["table1_per_class"]) if r["source"] == "paper (real data)"]
+    assert {r["method"] for r in paper_rows} >= {"STvM (w/o MST)", "STvM (w MST)"}
+    assert all(r["network"] == "DeepLabV2" for r in paper_rows)
+    variance = {r["method"]: r for r in _rows(page.tables["table6_variance"]) if r["source"] == "paper (real data)"}
+    assert (variance["STvM"]["mean"], variance["STvM"]["std"], variance["STvM"]["min"]) == ("53.55", "0.25", "53.26")
+
+
+def test_markdown_matches_the_html(report):
+    out, page = report
+    md = (out / "report.md").read_text()
+    tables = _md_tables(md)
+    assert {"Ablation (Table IV)", "Per-class IoU, 19 classes", "Provenance", "Open choices"} <= set(tables)
+    assert tables["Ablation (Table IV)"] == _rows(page.tables["table4_ablation"])
+    assert tables["Every run and seed"] == _rows(page.tables["per_seed"])
+    for link in [line[line.index("(") + 1: -1] for line in md.splitlines() if line.startswith("![")]:
+        assert (out / link).is_file(), link
+    assert paper.CITATION in md
+
+
+@pytest.mark.parametrize("damage", ["corrupt_metrics", "missing_confusion", "missing_adapt_metrics", "bad_csv"])
+def test_bad_input_names_the_file_and_writes_nothing(run_tree, tmp_path, capsys, damage):
+    root = tmp_path / "tree"
+    shutil.copytree(run_tree, root, ignore=shutil.ignore_patterns("ckpt"))
+    target = {
+        "corrupt_metrics": root / "results/eval/ST_MT/seed1/metrics.json",
+        "missing_confusion": root / "results/eval/Source/seed0/confusion.json",
+        "missing_adapt_metrics": root / "results/models/STvM/seed1/adapt_metrics.json",
+        "bad_csv": root / "results/models/ST_MT/seed0/plots/adapt.csv",
+    }[damage]
+    if damage == "corrupt_metrics":
+        target.write_text('{"miou": 3')
+    elif damage == "bad_csv":
+        target.write_text("iteration,loss\n1,abc\n")
+    else:
+        target.unlink()
+    out = tmp_path / "report"
+    out.mkdir()
+    (out / "old.md").write_text("previous report")
+    assert _report(root, out) == 2
+    err = capsys.readouterr().err
+    assert str(target) in err and "Traceback" not in err
+    assert [p.name for p in out.iterdir()] == ["old.md"]  # the previous report is untouched
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".report")]  # no temporary left
+
+
+def test_git_revision_never_fails(tmp_path, monkeypatch):
+    assert git_revision(tmp_path) in ("unknown",) or len(git_revision(tmp_path)) == 40
+
+    def no_git(*a, **k):
+        raise FileNotFoundError("git")
+
+    monkeypatch.setattr(subprocess, "run", no_git)
+    assert git_revision(tmp_path) == "unknown"
+
+
+def test_paper_tables_parse():
+    header, rows = paper.read_table(2)
+    assert header[-2:] == ["mIoU16", "mIoU13"] and all(len(r) == len(header) for r in rows)
+    assert paper.plus_minus("$39.68 \\pm 1.49$") == (39.68, 1.49)
+    assert paper.plus_minus("53.55 \\pm 0.25") == (53.55, 0.25)
+    assert paper.number("+6.8") == 6.8 and paper.number("-") is None
+    assert paper.short_name("ST_Aug") == paper.short_name("STAug")
+
+
+def test_line_chart_is_legible_size_and_draws_lines():
+    assert figures.nice_ticks(0.0, 1.0) == pytest.approx([0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
+    assert figures.tick_label(0.0025, 0.0005) == "0.0025" and figures.tick_label(20000, 5000) == "20000"
+    img = figures.line_chart([figures.Series("a", [0, 1, 2], [0, 1, 4], (255, 0, 0))], "t", "x", "y")
+    assert img.shape == (400, 800, 3)
+    red = (img[..., 0] > 200) & (img[..., 1] < 80) & (img[..., 2] < 80)
+    assert red.sum() > 200  # the line (and its legend swatch) is there
+    flat = figures.line_chart([figures.Series("c", [0, 1], [2.0, 2.0], (0, 0, 255))], "t", "x", "y")
+    assert flat.shape == (400, 800, 3)
+
+
+def test_report_params_are_validated():
+    assert params_from_dict({"report": {"panels": 0}}).report.panels == 0
+    with pytest.raises(StvmError, match=r"^report\.panels"):
+        params_from_dict({"report": {"panels": -1}})
+    with pytest.raises(StvmError, match=r"^report\.colour"):
+        params_from_dict({"report": {"colour": 1}})

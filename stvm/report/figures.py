@@ -1,0 +1,158 @@
+"""Line charts drawn with OpenCV (no matplotlib at run time): axes, ticks, legend, title.
+
+Drawn at ``SUPER`` times the requested size with anti-aliased lines and text, then shrunk with
+area interpolation, so lines and glyphs come out smooth at ~800x400. Returns RGB uint8 arrays;
+``png_bytes`` encodes them for the report.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+SUPER = 2
+FONT = cv2.FONT_HERSHEY_SIMPLEX
+BLACK, GREY, LIGHT, WHITE = (20, 20, 20), (110, 110, 110), (228, 228, 228), (255, 255, 255)
+# Colour-blind-friendly qualitative palette (Okabe-Ito), RGB.
+COLOURS = ((0, 114, 178), (230, 159, 0), (0, 158, 115), (204, 121, 167), (86, 180, 233), (213, 94, 0),
+           (0, 0, 0), (240, 228, 66))
+
+
+@dataclass(frozen=True)
+class Series:
+    """One line: legend label, x and y values (same length; NaN points are skipped), RGB colour."""
+
+    label: str
+    x: list[float]
+    y: list[float]
+    colour: tuple[int, int, int]
+
+
+def nice_ticks(lo: float, hi: float, target: int = 5) -> list[float]:
+    """About ``target`` round tick values (steps of 1, 2, 2.5 or 5 x 10^k) covering [lo, hi]."""
+    if not (math.isfinite(lo) and math.isfinite(hi)) or hi <= lo:
+        return [lo]
+    raw = (hi - lo) / max(target, 1)
+    mag = 10 ** math.floor(math.log10(raw))
+    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
+    first = math.ceil(lo / step - 1e-9) * step
+    return [first + i * step for i in range(int((hi - first) / step + 1e-9) + 1)]
+
+
+def tick_label(value: float, step: float) -> str:
+    """Short label with just enough decimals for ``step``; scientific for tiny or huge values."""
+    if value == 0:
+        return "0"
+    decimals = max(0, -math.floor(math.log10(step) + 1e-9)) if step > 0 else 2
+    if decimals > 4 or abs(value) >= 1e5:
+        return f"{value:.1e}".replace("e-0", "e-").replace("e+0", "e")
+    return f"{value:.{decimals}f}"
+
+
+def _text(img: np.ndarray, s: str, org: tuple[int, int], scale: float, colour=BLACK, anchor: str = "left") -> None:
+    """Anti-aliased text at ``org`` (baseline), in super-sampled pixels; anchor left/centre/right."""
+    (w, _), _ = cv2.getTextSize(s, FONT, scale * SUPER, SUPER)
+    x = org[0] - (w // 2 if anchor == "centre" else w if anchor == "right" else 0)
+    cv2.putText(img, s, (int(x), int(org[1])), FONT, scale * SUPER, colour, SUPER, cv2.LINE_AA)
+
+
+def _range(series: list[Series], axis: str) -> tuple[float, float]:
+    vals = [v for s in series for v in getattr(s, axis) if math.isfinite(v)]
+    if not vals:
+        return 0.0, 1.0
+    lo, hi = min(vals), max(vals)
+    if hi - lo < 1e-12 * max(1.0, abs(hi)):
+        pad = abs(hi) * 0.1 or 1.0
+        return lo - pad, hi + pad
+    return (lo, hi) if axis == "x" else (lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo))
+
+
+def line_chart(series: list[Series], title: str, xlabel: str, ylabel: str,
+               size: tuple[int, int] = (800, 400)) -> np.ndarray:
+    """An RGB line chart of ``series`` with title, axis labels, tick labels, grid and legend."""
+    w, h = size[0] * SUPER, size[1] * SUPER
+    img = np.full((h, w, 3), 255, np.uint8)
+    box = (80 * SUPER, 40 * SUPER, w - 20 * SUPER - _legend_width(series), h - 55 * SUPER)  # left, top, right, bottom
+    (x0, x1), (y0, y1) = _range(series, "x"), _range(series, "y")
+
+    def px(x: float, y: float) -> tuple[int, int]:
+        return (int(round(box[0] + (x - x0) / (x1 - x0) * (box[2] - box[0]))),
+                int(round(box[3] - (y - y0) / (y1 - y0) * (box[3] - box[1]))))
+
+    _axes(img, box, (x0, x1), (y0, y1), px)
+    for s in series:
+        pts = [px(x, y) for x, y in zip(s.x, s.y, strict=True) if math.isfinite(x) and math.isfinite(y)]
+        if len(pts) == 1:
+            cv2.circle(img, pts[0], 3 * SUPER, s.colour, -1, cv2.LINE_AA)
+        elif pts:
+            cv2.polylines(img, [np.array(pts, np.int32)], False, s.colour, 2 * SUPER, cv2.LINE_AA)
+    _text(img, title, (w // 2, 26 * SUPER), 0.62, anchor="centre")
+    _text(img, xlabel, ((box[0] + box[2]) // 2, h - 12 * SUPER), 0.5, GREY, anchor="centre")
+    _ylabel(img, ylabel, box)
+    _legend(img, series, box)
+    return cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+
+
+def _axes(img: np.ndarray, box, xr: tuple[float, float], yr: tuple[float, float], px) -> None:
+    """Grid lines, tick labels and the frame of the plot area."""
+    for axis, (lo, hi) in (("x", xr), ("y", yr)):
+        ticks = nice_ticks(lo, hi, 6 if axis == "x" else 5)
+        step = ticks[1] - ticks[0] if len(ticks) > 1 else abs(hi - lo) or 1.0
+        for t in ticks:
+            if axis == "x":
+                x, _ = px(t, yr[0])
+                cv2.line(img, (x, box[1]), (x, box[3]), LIGHT, SUPER, cv2.LINE_AA)
+                _text(img, tick_label(t, step), (x, box[3] + 20 * SUPER), 0.45, anchor="centre")
+            else:
+                _, y = px(xr[0], t)
+                cv2.line(img, (box[0], y), (box[2], y), LIGHT, SUPER, cv2.LINE_AA)
+                _text(img, tick_label(t, step), (box[0] - 8 * SUPER, y + 5 * SUPER), 0.45, anchor="right")
+    cv2.rectangle(img, box[:2], box[2:], BLACK, SUPER, cv2.LINE_AA)
+
+
+def _ylabel(img: np.ndarray, label: str, box) -> None:
+    """The y-axis label, rotated 90 degrees, left of the tick labels."""
+    (tw, th), base = cv2.getTextSize(label, FONT, 0.5 * SUPER, SUPER)
+    strip = np.full((th + base + 4, tw + 4, 3), 255, np.uint8)
+    cv2.putText(strip, label, (2, th + 2), FONT, 0.5 * SUPER, GREY, SUPER, cv2.LINE_AA)
+    strip = cv2.rotate(strip, cv2.ROTATE_90_COUNTERCLOCKWISE)
+    top = max(0, (box[1] + box[3]) // 2 - strip.shape[0] // 2)
+    left = 6 * SUPER
+    strip = strip[: img.shape[0] - top, : img.shape[1] - left]
+    img[top: top + strip.shape[0], left: left + strip.shape[1]] = np.minimum(
+        img[top: top + strip.shape[0], left: left + strip.shape[1]], strip)
+
+
+def _legend_width(series: list[Series], scale: float = 0.45) -> int:
+    """Width of the legend box in super-sampled pixels (0 without series)."""
+    if not series:
+        return 0
+    return max(cv2.getTextSize(s.label, FONT, scale * SUPER, SUPER)[0][0] for s in series) + 52 * SUPER
+
+
+def _legend(img: np.ndarray, series: list[Series], box) -> None:
+    """A framed legend right of the plot area, top-aligned (one row per series), so it hides no data."""
+    if not series:
+        _text(img, "no data", ((box[0] + box[2]) // 2, (box[1] + box[3]) // 2), 0.6, GREY, anchor="centre")
+        return
+    row, scale = 20 * SUPER, 0.45
+    left, top = box[2] + 10 * SUPER, box[1]
+    right, bottom = left + _legend_width(series, scale) - 10 * SUPER, top + row * len(series) + 8 * SUPER
+    cv2.rectangle(img, (left, top), (right, bottom), WHITE, -1)
+    cv2.rectangle(img, (left, top), (right, bottom), GREY, SUPER, cv2.LINE_AA)
+    for i, s in enumerate(series):
+        y = top + row * i + 18 * SUPER
+        cv2.line(img, (left + 8 * SUPER, y - 5 * SUPER), (left + 32 * SUPER, y - 5 * SUPER), s.colour, 3 * SUPER,
+                 cv2.LINE_AA)
+        _text(img, s.label, (left + 38 * SUPER, y), scale)
+
+
+def png_bytes(rgb: np.ndarray) -> bytes:
+    """PNG encoding of an RGB uint8 image (deterministic bytes for identical pixels)."""
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if not ok:  # pragma: no cover - cv2 only fails on invalid arrays
+        raise ValueError("PNG encoding failed")
+    return buf.tobytes()

@@ -1,0 +1,152 @@
+"""The ``report`` stage: every metrics file of a pipeline run -> results/report (md, html, CSV, PNG).
+
+Reads everything first (a missing or corrupt file is a ``StvmError`` naming it), builds tables,
+training curves and the qualitative panel, and only then writes the whole output folder in one
+atomic rename, so a failed report never leaves a half-written one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from stvm.config import ReportParams
+from stvm.io import atomic_dir
+from stvm.report import figures, paper, provenance, render
+from stvm.report.tables import PAPER, Results, collect_results, run_info, tables_for
+
+TITLE = "STvM: source-free adaptation report"
+# Columns of plots/adapt.csv drawn as curves, with axis labels (train.csv has loss and lr).
+ADAPT_CURVES = {
+    "loss": "student loss (Eq. 5, reliability-weighted CE)",
+    "loss_metric": "metric loss (NCA, Eq. 2)",
+    "lr": "learning rate of F",
+    "reliability": "mean reliability w (Eq. 4)",
+    "metric_fraction": "fraction of pixels in metric pseudo-labels",
+    "buffer_fill": "MOCM buffer fill (fraction of slots)",
+}
+
+
+def panel_run(res: Results) -> str | None:
+    """The adapted run shown in the panel: STvM when it was run, else the last variant, else none."""
+    adapted = [r for r in res.runs if r != "Source"]
+    return "STvM" if "STvM" in adapted else (adapted[-1] if adapted else None)
+
+
+def run_colour(run: str) -> tuple[int, int, int]:
+    """The same colour for a run in every chart (Table IV order)."""
+    from stvm.report.tables import ORDER
+
+    return figures.COLOURS[(ORDER.index(run) if run in ORDER else len(ORDER)) % len(figures.COLOURS)]
+
+
+def curve_figures(res: Results) -> list[render.Figure]:
+    """Training curves: the source model per seed (train.csv), every variant at the first seed (adapt.csv)."""
+    out = []
+    src = res.curves.get("Source", {})
+    for col, label in (("loss", "source training loss (CE)"), ("lr", "learning rate of F")):
+        series = [figures.Series(f"Source seed {s}", src[s]["iteration"], src[s][col], figures.COLOURS[i % 8])
+                  for i, s in enumerate(sorted(src)) if col in src[s]]
+        img = figures.line_chart(series, f"Source training: {label}", "iteration", col)
+        out.append(render.Figure(f"train_{col}", f"Source training {col}", figures.png_bytes(img),
+                                 f"results/models/Source/seed<k>/plots/train.csv, column '{col}'."))
+    seed = min(res.seeds)
+    adapted = [r for r in res.runs if r != "Source" and seed in res.curves.get(r, {})]
+    for col, label in ADAPT_CURVES.items():
+        series = [figures.Series(r, res.curves[r][seed]["iteration"], res.curves[r][seed][col], run_colour(r))
+                  for r in adapted if col in res.curves[r][seed]]
+        if not series:
+            continue
+        img = figures.line_chart(series, f"Adaptation (seed {seed}): {label}", "iteration", col)
+        how = "value at the end of each logging interval" if col in ("lr", "buffer_fill") else \
+            "mean over each logging interval"
+        out.append(render.Figure(f"adapt_{col}", f"Adaptation {col}", figures.png_bytes(img),
+                                 f"results/models/<variant>/seed{seed}/plots/adapt.csv, column '{col}' ({how})."))
+    return out
+
+
+def panel_figure(cfg: ReportParams, res: Results, models_root: Path, prepared_root: Path,
+                 device: str) -> render.Figure | None:
+    """The qualitative panel of the first ``cfg.panels`` target val images (first seed)."""
+    if cfg.panels == 0:
+        return None
+    import torch
+
+    from stvm.report.panels import qualitative_panel
+
+    run = panel_run(res)
+    seeds = set(res.evals.get("Source", {})) & (set(res.evals[run]) if run else set(res.evals.get("Source", {})))
+    if not seeds:
+        return None
+    seed = min(seeds)
+    size = tuple(res.evals[run or "Source"][seed].get("evaluation", {}).get("input_size", ()))
+    if len(size) != 2:
+        size = tuple(res.manifests["target"].get("size", (0, 0)))
+    val = prepared_root / "target" / "val"
+    img, stems = qualitative_panel(
+        val / "images", val / "labels", models_root / "Source" / f"seed{seed}" / "model.pt",
+        models_root / run / f"seed{seed}" / "model.pt" if run else None, run, cfg.panels,
+        (int(size[0]), int(size[1])), cfg.tile_width, torch.device(device))
+    caption = (f"Seed {seed}; images {', '.join(stems)} of data/prepared/target/val at the evaluation input size "
+               f"{size[0]}x{size[1]}; labels in the Cityscapes palette, black = ignore; maps in viridis, 0 to 1.")
+    return render.Figure("qualitative", "Qualitative results", figures.png_bytes(img), caption)
+
+
+def intro(res: Results, info: dict[str, Any]) -> str:
+    """What was run, and where the numbers come from."""
+    target, source = res.manifests.get("target", {}), res.manifests.get("source", {})
+    return (f"Runs: {', '.join(res.runs)}; seeds: {', '.join(map(str, res.seeds))}; protocol {info['protocol']} "
+            f"classes; network `{info['arch']}`; source data `{source.get('root', '?')}` "
+            f"({source.get('dataset', '?')} format), target data `{target.get('root', '?')}` "
+            f"({target.get('dataset', '?')} format).\n\n"
+            f"Every number labelled \"this run\" is read from a file this pipeline wrote (the table notes "
+            f"name it); rows and columns labelled \"{PAPER}\" are the paper's, from its tables shipped as "
+            f"stvm/report/paper/*.csv: {paper.CITATION} The paper's numbers are on real data with "
+            f"DeepLabV2/V3-R101; a run on the synthetic benchmark is not expected to reach them.")
+
+
+def build_sections(cfg: ReportParams, res: Results, models_root: Path, prepared_root: Path, params_path: Path,
+                   device: str) -> list[render.Section]:
+    """All sections of the report, in reading order."""
+    info = run_info(res)
+    t = tables_for(res)
+    panel = panel_figure(cfg, res, models_root, prepared_root, device)
+    return [
+        render.Section("Summary", intro(res, info)),
+        render.Section("Ablation", tables=[t["ablation"]]),
+        render.Section("Per-class IoU", tables=[x for x in (t["per_class"], t.get("cross_city")) if x]),
+        render.Section("Variance and metric space", tables=[t["variance"], t["silhouette"], t["per_seed"]]),
+        render.Section("Training curves", figures=curve_figures(res)),
+        render.Section("Qualitative results", "" if panel else "No panel (report.panels is 0 or no Source run).",
+                       figures=[panel] if panel else []),
+        render.Section("Provenance", tables=[
+            provenance.provenance_table(res, info, params_path, device), provenance.datasets_table(res),
+            provenance.wall_table(res), provenance.choices_table(res)]),
+    ]
+
+
+def write_report(out: Path, sections: list[render.Section]) -> None:
+    """Write report.md, report.html, tables/*.csv and figures/*.png into ``out`` in one atomic rename."""
+    with atomic_dir(out, overwrite=True) as tmp:
+        (tmp / "tables").mkdir()
+        (tmp / "figures").mkdir()
+        for sec in sections:
+            for table in sec.tables:
+                (tmp / "tables" / f"{table.name}.csv").write_text(render.table_csv(table))
+            for fig in sec.figures:
+                (tmp / "figures" / f"{fig.name}.png").write_bytes(fig.png)
+        (tmp / "report.md").write_text(render.render_markdown(TITLE, sections))
+        (tmp / "report.html").write_text(render.render_html(TITLE, sections))
+
+
+def report_stage(cfg: ReportParams, *, eval_root: Path, models_root: Path, prepared_root: Path, synth: Path | None,
+                 params_path: Path, out: Path, device: str = "cpu") -> dict[str, Any]:
+    """Build the report of a pipeline run into ``out`` (replaced as a whole); return a short summary."""
+    from stvm.runtime import resolve_device
+
+    res = collect_results(eval_root, models_root, prepared_root, synth)
+    sections = build_sections(cfg, res, models_root, prepared_root, params_path, str(resolve_device(device)))
+    write_report(out, sections)
+    return {"out": str(out), "runs": res.runs, "seeds": res.seeds,
+            "tables": [t.name for s in sections for t in s.tables],
+            "figures": [f.name for s in sections for f in s.figures]}
