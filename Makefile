@@ -5,15 +5,17 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.stvm-installed
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: demo test venv lock clean-demo ablation
+.PHONY: demo test venv lock lock-cuda clean-demo ablation paper paper-params
 
 venv: $(STAMP)
 
 # torch is installed first and pinned exactly: its CPU wheel is local, any looser spec pulls CUDA.
-$(STAMP): pyproject.toml requirements.lock
+# docker/constraints.txt pins what a CUDA build of torch adds (where PyPI's torch is installed), as
+# in the container; on the CPU wheel it changes nothing.
+$(STAMP): pyproject.toml requirements.lock docker/constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -r requirements.lock
+	$(PY) -m pip install --quiet torch==2.13.0 -c docker/constraints.txt
+	$(PY) -m pip install --quiet -r requirements.lock -c docker/constraints.txt
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
@@ -35,6 +37,29 @@ test: $(STAMP)
 # container resolves the CUDA build of the same version).
 lock:
 	$(PY) -m pip freeze --exclude-editable | sed 's/+cpu$$//' | grep -v '^stvm' > requirements.lock
+
+# Container pins beyond the lock (torch's CUDA runtime, setuptools): docker/constraints.txt, resolved
+# from PyPI for Linux x86_64 (needs PyPI; downloads a few GB of wheel metadata/wheels once).
+lock-cuda: $(STAMP)
+	$(PY) docker/make_constraints.py
+
+# Paper settings (configs/paper/<name>.yaml; docs/REPRODUCE.md). `make paper SETTING=gta5_dlv2`
+# validates the file, installs it as params.yaml (the one file every stage and both DAG tools read)
+# and runs the stages the setting needs as the DVC experiment <name> (`dvc exp show` compares them).
+# EXP_ARGS passes more flags, e.g. EXP_ARGS="-S 'seeds=[0,1,2,3,4]'" (then also set EXP_NAME).
+PAPER_SETTINGS := $(sort $(basename $(notdir $(wildcard configs/paper/*.yaml))))
+PAPER_STAGES   := report
+EXP_NAME       ?= $(SETTING)
+EXP_ARGS       ?=
+
+paper-params: $(STAMP)
+	@case " $(PAPER_SETTINGS) " in *" $(SETTING) "*) ;; \
+	  *) echo "make: SETTING must be one of: $(PAPER_SETTINGS)" >&2; exit 2 ;; esac
+	$(PY) -m stvm params --params configs/paper/$(SETTING).yaml > /dev/null
+	cp configs/paper/$(SETTING).yaml params.yaml
+
+paper: paper-params
+	dvc exp run -n $(EXP_NAME) $(EXP_ARGS) $(PAPER_STAGES)
 
 clean-demo:
 	rm -rf data results logs .snakemake

@@ -1,0 +1,46 @@
+"""workflow/profiles/slurm/config.yaml: parses, names only rules that exist, gives every rule
+resources, a GPU to exactly the training/evaluation rules, and enough CPUs for the paper settings."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+PROFILE = ROOT / "workflow/profiles/slurm/config.yaml"
+GPU_RULES = {"train_source", "adapt", "evaluate", "evaluate_source"}
+
+
+def snakefile_rules() -> set[str]:
+    text = "\n".join(p.read_text() for p in [ROOT / "Snakefile", *sorted((ROOT / "workflow/rules").glob("*.smk"))])
+    return set(re.findall(r"^rule (\w+):", text, re.M)) - {"all"}
+
+
+def profile() -> dict:
+    return yaml.safe_load(PROFILE.read_text())
+
+
+def test_profile_uses_the_slurm_executor_and_names_only_existing_rules():
+    p = profile()
+    assert p["executor"] == "slurm"
+    named = set(p["set-resources"])
+    assert named == snakefile_rules(), f"unknown: {named - snakefile_rules()}; without resources: {snakefile_rules() - named}"
+
+
+def test_every_rule_has_memory_runtime_and_cpus_and_only_gpu_rules_get_a_gpu():
+    for rule, res in profile()["set-resources"].items():
+        for key in ("mem_mb", "runtime", "cpus_per_task"):
+            assert isinstance(res.get(key), int) and res[key] > 0, f"{rule}.{key}"
+        gpu = res.get("gpu", 0) or ("gpu" in str(res.get("gres", "")))
+        assert bool(gpu) == (rule in GPU_RULES), f"{rule}: gpu={gpu}"
+
+
+def test_cpus_cover_the_paper_settings_workers():
+    res = profile()["set-resources"]
+    for path in sorted((ROOT / "configs/paper").glob("*.yaml")):
+        s = yaml.safe_load(path.read_text())
+        assert res["prepare"]["cpus_per_task"] >= s["prepare"]["workers"], path.name
+        for rule in ("train_source", "adapt"):
+            assert res[rule]["cpus_per_task"] >= s["common"]["num_workers"] + 1, (path.name, rule)
