@@ -46,6 +46,9 @@ def make_loader(dataset: CropDataset, sampler: IterationBatches, workers: int) -
     return torch.utils.data.DataLoader(
         dataset, batch_sampler=sampler, num_workers=workers, pin_memory=torch.cuda.is_available(),
         persistent_workers=workers > 0,
+        # its own generator: creating the iterator must not draw from the global RNG, or a resumed
+        # run's dropout masks would differ from an uninterrupted run's
+        generator=torch.Generator().manual_seed(0),
     )
 
 

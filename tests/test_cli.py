@@ -8,7 +8,7 @@ import pytest
 from stvm.cli import build_parser, main
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = ["synth", "prepare", "train_source", "adapt", "evaluate", "score", "bench", "summary", "import", "params"]
+STAGES = ["synth", "prepare", "train_source", "adapt", "evaluate", "score", "bench", "summary", "import", "params", "report"]
 
 
 def test_every_stage_is_a_subcommand():
