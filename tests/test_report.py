@@ -20,7 +20,7 @@ from stvm.config import EvaluateParams, params_from_dict
 from stvm.errors import StvmError
 from stvm.evaluate.stage import evaluate_stage
 from stvm.report import figures, paper
-from stvm.report.provenance import FIELDS, git_revision
+from stvm.report.provenance import FIELDS, git_changes, git_revision
 from stvm.report.tables import ablation_markdown, ablation_rows, collect
 from stvm.train import train_source
 from tests.tiny import adapt_params, train_params, write_prepared
@@ -232,6 +232,11 @@ def test_paper_columns_come_from_the_shipped_tables(report):
     ablation = {r["run"]: r for r in _rows(page.tables["table4_ablation"])}
     assert ablation["STvM"]["paper (real data): mIoU"] == ref["STvM"]["mIoU"]
     assert ablation["ST_MT"]["paper (real data): mIoU"] == ref["STMT"]["mIoU"]
+    # the paper's Δ is recomputed between the rows shown (Source, ST_MT, STvM), not copied from its table
+    assert ablation["ST_MT"]["paper (real data): Δ to row above"] == \
+        f"{float(ref['STMT']['mIoU']) - float(ref['Source']['mIoU']):+.1f}"
+    assert ablation["STvM"]["paper (real data): Δ to row above"] == \
+        f"{float(ref['STvM']['mIoU']) - float(ref['STMT']['mIoU']):+.1f}"
     paper_rows = [r for r in _rows(page.tables["table1_per_class"]) if r["source"] == "paper (real data)"]
     assert {r["method"] for r in paper_rows} >= {"STvM (w/o MST)", "STvM (w MST)"}
     assert all(r["network"] == "DeepLabV2" for r in paper_rows)
@@ -313,3 +318,22 @@ def test_report_params_are_validated():
         params_from_dict({"report": {"panels": -1}})
     with pytest.raises(StvmError, match=r"^report\.colour"):
         params_from_dict({"report": {"colour": 1}})
+
+
+def test_git_changes_names_edited_tracked_files_but_not_dvc_lock(tmp_path):
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    for name in ("params.yaml", "dvc.lock", "code.py"):
+        (tmp_path / name).write_text("a\n")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    assert git_changes(tmp_path) == "none"
+    (tmp_path / "dvc.lock").write_text("b\n")  # rewritten by dvc repro itself: not a change of the inputs
+    (tmp_path / "untracked.txt").write_text("x\n")
+    assert git_changes(tmp_path) == "none"
+    (tmp_path / "params.yaml").write_text("b\n")
+    (tmp_path / "code.py").write_text("b\n")
+    assert git_changes(tmp_path) == "code.py, params.yaml"
+    assert git_changes(tmp_path / "missing") == "unknown"

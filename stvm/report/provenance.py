@@ -17,7 +17,7 @@ from typing import Any
 
 from stvm.report.tables import Results, Table
 
-FIELDS = ("git revision", "params sha256", "report device", "python", "torch", "torchvision", "numpy", "opencv",
+FIELDS = ("git revision", "uncommitted changes", "params sha256", "report device", "python", "torch", "torchvision", "numpy", "opencv",
           "protocol", "evaluated architecture", "seeds")
 
 
@@ -29,6 +29,24 @@ def git_revision(cwd: Path | None = None) -> str:
         return "unknown"
     rev = proc.stdout.strip()
     return rev if proc.returncode == 0 and rev else "unknown"
+
+
+def git_changes(cwd: Path | None = None) -> str:
+    """Tracked files that differ from the git revision (``none``; ``unknown`` without git).
+
+    The revision alone would hide a params.yaml edited for an experiment; ``dvc.lock`` is left out
+    because ``dvc repro`` rewrites it while the pipeline runs, before this stage.
+    """
+    try:
+        proc = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+                              capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    if proc.returncode != 0:
+        return "unknown"
+    paths = sorted({line[3:].split(" -> ")[-1] for line in proc.stdout.splitlines() if len(line) > 3})
+    paths = [p for p in paths if Path(p).name != "dvc.lock"]
+    return ", ".join(paths) if paths else "none"
 
 
 def sha256_file(path: Path) -> str:
@@ -54,7 +72,9 @@ def library_versions() -> dict[str, str]:
 
 def provenance_table(res: Results, info: dict[str, Any], params_path: Path, device: str) -> Table:
     """Key facts of the run as a two-column table (one row per ``FIELDS`` entry)."""
-    values = {"git revision": git_revision(params_path.resolve().parent), "params sha256": sha256_file(params_path),
+    repo = params_path.resolve().parent
+    values = {"git revision": git_revision(repo), "uncommitted changes": git_changes(repo),
+              "params sha256": sha256_file(params_path),
               "report device": device, **library_versions(), "protocol": info["protocol"],
               "evaluated architecture": info["arch"], "seeds": ", ".join(map(str, res.seeds))}
     return Table("provenance", "Provenance", ["field", "value"], [[k, str(values[k])] for k in FIELDS],

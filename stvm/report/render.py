@@ -89,7 +89,17 @@ padding:0 1em;color:#222;line-height:1.45}table{border-collapse:collapse;margin:
 th,td{border:1px solid #ccc;padding:.25em .5em;text-align:right}th{background:#f2f2f2}
 td:first-child,th:first-child,td.text{text-align:left}tr.paper td{color:#555;background:#fafafa}
 .note{color:#555;font-size:.85em}img{max-width:100%;border:1px solid #ddd;margin:.4em 0}
-code{background:#f4f4f4;padding:0 .2em}figure{margin:1em 0}figcaption{color:#555;font-size:.85em}"""
+code{background:#f4f4f4;padding:0 .2em}figure{margin:1em 0}figcaption{color:#555;font-size:.85em}
+td.long{overflow-wrap:anywhere}table.wide{font-size:.74em}table.wide th,table.wide td{padding:.2em .3em}"""
+
+WIDE = 12  # tables with more columns (per-class IoU) get a smaller font so they fit the page
+
+
+def _cell_class(value: Cell) -> str:
+    """Numbers align right; text left; long tokens (hashes) may wrap anywhere so tables fit the page."""
+    if isinstance(value, (int, float)) or value is None:
+        return ""
+    return ' class="text long"' if len(str(value)) > 32 else ' class="text"'
 
 
 def table_html(table: Table) -> str:
@@ -98,11 +108,12 @@ def table_html(table: Table) -> str:
     body = []
     for row in table.rows:
         cls = ' class="paper"' if row and isinstance(row[0], str) and row[0].startswith("paper") else ""
-        cells = "".join(f'<td{"" if isinstance(v, (int, float)) or v is None else " class=text"}>'
-                        f"{html.escape(_display(table, c, v))}</td>" for c, v in zip(table.columns, row, strict=True))
+        cells = "".join(f"<td{_cell_class(v)}>{html.escape(_display(table, c, v))}</td>"
+                        for c, v in zip(table.columns, row, strict=True))
         body.append(f"<tr{cls}>{cells}</tr>")
     note = f'<p class="note">{html.escape(table.note)}</p>' if table.note else ""
-    return (f'<h3 id="{table.name}">{html.escape(table.title)}</h3>\n<table data-name="{table.name}">'
+    wide = ' class="wide"' if len(table.columns) > WIDE else ""
+    return (f'<h3 id="{table.name}">{html.escape(table.title)}</h3>\n<table data-name="{table.name}"{wide}>'
             f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>{note}")
 
 
