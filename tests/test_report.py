@@ -21,7 +21,7 @@ from stvm.errors import StvmError
 from stvm.evaluate.stage import evaluate_stage
 from stvm.report import figures, paper
 from stvm.report.provenance import FIELDS, git_changes, git_revision
-from stvm.report.tables import ablation_markdown, ablation_rows, collect
+from stvm.report.tables import ablation_markdown, ablation_rows, collect, collect_results
 from stvm.train import train_source
 from tests.tiny import adapt_params, train_params, write_prepared
 
@@ -76,10 +76,11 @@ def run_tree(tmp_path_factory):
                        out=evals / run / "seed0", device="cpu", input_size=(48, 32), show_progress=False)
         _copy_seed(root, run, offset={"Source": 1.5, "ST_MT": -2.0, "STvM": 3.25}[run])
     for role in ("source", "target"):
-        manifest = {"dataset": "gta5" if role == "source" else "cityscapes", "root": f"data/raw/{role}",
+        manifest = {"dataset": "gta5" if role == "source" else "cityscapes", "root": str(root / f"data/raw/synth/{role}"),
                     "size": [48, 32], "city": None, "splits": {"val": {"count": 6}}, "sources_sha256": "ab" * 32}
         (root / f"data/prepared/{role}/manifest.json").write_text(json.dumps(manifest))
-    (root / "synth.json").write_text(json.dumps({"generator": "stvm.data.synth", "version": 1, "seed": 0,
+    (root / "data/raw/synth").mkdir(parents=True)
+    (root / "data/raw/synth/synth.json").write_text(json.dumps({"generator": "stvm.data.synth", "version": 1, "seed": 0,
                                                   "width": 48, "height": 32, "shift": 1.0, "counts": {"source": 6}}))
     (root / "params.yaml").write_text(yaml.safe_dump({"report": {"panels": 2, "tile_width": 64}}))
     return root
@@ -102,7 +103,7 @@ def _copy_seed(root: Path, run: str, offset: float) -> None:
 def _report(root: Path, out: Path, capsys=None) -> int:
     return main(["report", "--params", str(root / "params.yaml"), "--eval", str(root / "results/eval"),
                  "--models", str(root / "results/models"), "--prepared", str(root / "data/prepared"),
-                 "--synth", str(root / "synth.json"), "--out", str(out)])
+                 "--synth", str(root / "data/raw/synth/synth.json"), "--out", str(out)])
 
 
 class ReportHTML(HTMLParser):
@@ -337,3 +338,20 @@ def test_git_changes_names_edited_tracked_files_but_not_dvc_lock(tmp_path):
     (tmp_path / "code.py").write_text("b\n")
     assert git_changes(tmp_path) == "code.py, params.yaml"
     assert git_changes(tmp_path / "missing") == "unknown"
+
+
+def test_report_figures_are_dvc_plots_inside_the_report_output():
+    dvc = yaml.safe_load((Path(__file__).resolve().parents[1] / "dvc.yaml").read_text())
+    assert "results/report/figures" in dvc["plots"]
+    assert dvc["stages"]["report"]["outs"] == ["results/report"]  # the figures are written by the report stage
+
+
+def test_synth_generator_listed_only_when_the_data_came_from_it(run_tree):
+    res = collect_results(run_tree / "results/eval", run_tree / "results/models", run_tree / "data/prepared",
+                          run_tree / "data/raw/synth/synth.json")
+    assert res.synth is not None and res.synth["generator"] == "stvm.data.synth"
+    other = run_tree / "elsewhere/synth.json"  # e.g. a paper setting: the synth stage ran, the data are real
+    other.parent.mkdir(exist_ok=True)
+    shutil.copy(run_tree / "data/raw/synth/synth.json", other)
+    res = collect_results(run_tree / "results/eval", run_tree / "results/models", run_tree / "data/prepared", other)
+    assert res.synth is None and "synth" not in res.files

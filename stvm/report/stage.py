@@ -102,7 +102,7 @@ def intro(res: Results, info: dict[str, Any]) -> str:
             f"Every number labelled \"this run\" is read from a file this pipeline wrote (the table notes "
             f"name it); rows and columns labelled \"{PAPER}\" are the paper's, from its tables shipped as "
             f"stvm/report/paper/*.csv: {paper.CITATION} The paper's numbers are on real data with "
-            f"DeepLabV2/V3-R101; a run on the synthetic benchmark is not expected to reach them.")
+            f"DeepLabV2-R101 or DeepLabV3-R50; a run on the synthetic benchmark is not expected to reach them.")
 
 
 def build_sections(cfg: ReportParams, res: Results, models_root: Path, prepared_root: Path, params_path: Path,

@@ -154,6 +154,16 @@ def _read_model_run(res: Results, models_root: Path, run: str, seed: int) -> Non
     res.files[f"{kind}/{run}/seed{seed}"] = path
 
 
+def _reads_from(manifests: dict[str, dict], folder: Path) -> bool:
+    """Whether a prepared dataset came from ``folder`` (paths as the stages wrote them, from the cwd).
+
+    The synthetic generator belongs in the report only when the data came from it: a paper setting
+    on real datasets still has the pipeline's synth output, but did not use it.
+    """
+    base = folder.resolve()
+    return any(Path(m.get("root", "")).resolve().is_relative_to(base) for m in manifests.values() if m.get("root"))
+
+
 def collect_results(eval_root: Path, models_root: Path, prepared_root: Path, synth: Path | None = None) -> Results:
     """Read every metrics, plots and manifest file of a pipeline run (StvmError on the first bad one)."""
     res = Results()
@@ -171,7 +181,7 @@ def collect_results(eval_root: Path, models_root: Path, prepared_root: Path, syn
         res.files[f"manifest/{path.parent.name}"] = path
     if "target" not in res.manifests:
         raise StvmError(prepared_root / "target" / "manifest.json", "file not found")
-    if synth is not None:
+    if synth is not None and _reads_from(res.manifests, synth.parent):
         res.synth = read_json(synth)
         res.files["synth"] = synth
     return res
