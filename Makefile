@@ -21,11 +21,11 @@ $(STAMP): pyproject.toml requirements.lock docker/constraints.txt
 
 demo: $(STAMP)
 	dvc repro
-	dvc metrics show
 	$(PY) -m stvm summary
+	@echo "Report: $(abspath results/report/report.html)"
 
-# The Table IV study on the synthetic benchmark: every variant, 3 seeds (about 25 min on 2 CPU
-# cores). Runs as a DVC experiment in the workspace, then prints mean ± std and min over seeds.
+# The Table IV study on the synthetic benchmark: every variant, 3 seeds (see the README for its
+# measured time). Runs as a DVC experiment in the workspace, then prints mean ± std and min over seeds.
 ablation: $(STAMP)
 	dvc exp run -S 'seeds=[0,1,2]' -S 'variants=[ST,ST_Aug,ST_MT,STvM_Raw,STvM]'
 	$(PY) -m stvm summary
