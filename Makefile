@@ -21,6 +21,7 @@ $(STAMP): pyproject.toml requirements.lock docker/constraints.txt
 
 demo: $(STAMP)
 	dvc repro
+	dvc metrics show
 	$(PY) -m stvm summary
 	@echo "Report: $(abspath results/report/report.html)"
 
