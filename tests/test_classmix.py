@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from stvm.adapt.classmix import PatchBuffers
+from stvm.adapt.classmix import PatchBuffers, to_uint8
 
 H = W = 4
 
@@ -212,3 +212,10 @@ def test_no_host_sync_on_meta_device():
         and out[0].shape == (2, 3, 16, 16)
         and buf.fill_fraction().shape == ()
     )
+
+
+def test_to_uint8_rounds_clamps_and_passes_uint8_through():
+    f = torch.tensor([0.0, 0.3 / 255, 1.7 / 255, 0.999, 1.2, -0.1])
+    assert to_uint8(f).tolist() == [0, 0, 2, 255, 255, 0]  # rounded, then clamped to 0..255
+    u = torch.tensor([3, 250], dtype=torch.uint8)
+    assert to_uint8(u) is u

@@ -15,8 +15,8 @@ from stvm.adapt.augment import rand_on
 from stvm.adapt.metric import fixed_bincount
 
 
-def _to_uint8(images: Tensor) -> Tensor:
-    """uint8 images pass through; float images in [0, 1] are scaled, rounded and clamped."""
+def to_uint8(images: Tensor) -> Tensor:
+    """Images as uint8 (how MOCM buffers store them: a quarter of float32 memory); float input in [0, 1]."""
     if images.dtype == torch.uint8:
         return images
     return (images.float() * 255.0).round().clamp(0, 255).to(torch.uint8)
@@ -134,7 +134,7 @@ class PatchBuffers(nn.Module):
             accept, classes[None, :] * s + slot, torch.full_like(slot, c * s)
         ).reshape(-1)
         self.image_store[flat] = (
-            _to_uint8(images)[:, None].expand(b, c, 3, h, w).reshape(b * c, 3, h, w)
+            to_uint8(images)[:, None].expand(b, c, 3, h, w).reshape(b * c, 3, h, w)
         )
         self.mask_store[flat] = (pred.long()[:, None] == classes.view(1, c, 1, 1)).reshape(
             b * c, h, w

@@ -70,7 +70,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from stvm.adapt import dist as ddp
 from stvm.adapt.augment import photometric
-from stvm.adapt.classmix import PatchBuffers, _to_uint8
+from stvm.adapt.classmix import PatchBuffers, to_uint8
 from stvm.adapt.losses import nca_loss, reliability, weighted_ce
 from stvm.adapt.metric import (
     ClassThresholds,
@@ -247,7 +247,7 @@ def _all_candidates(images: torch.Tensor, pseudo: torch.Tensor, weight: torch.Te
     if ddp.world_size() == 1:
         return images, pseudo, weight, d
     labels = pseudo.to(torch.uint8 if n_classes <= 256 else torch.int32)
-    return (ddp.all_gather_cat(_to_uint8(images)), ddp.all_gather_cat(labels),
+    return (ddp.all_gather_cat(to_uint8(images)), ddp.all_gather_cat(labels),
             ddp.all_gather_cat(weight.to(torch.float16)), ddp.all_gather_cat(d))
 
 
