@@ -1,12 +1,8 @@
 import glob
 
-# The report reads every metrics and plots file of the run, the first seed's Source model and the
-# adapted model shown in the qualitative panel (STvM when run, else the last variant in Table IV
-# order: stvm/report/stage.py panel_run), and the target val set. params.yaml is an input because
-# the report prints its hash.
-REPORT_ORDER = ["ST", "ST_Aug", "ST_MT", "STvM_Raw", "STvM"]
-REPORT_VARIANTS = sorted(config["variants"], key=REPORT_ORDER.index)
-REPORT_PANEL = ["Source"] + (["STvM"] if "STvM" in REPORT_VARIANTS else REPORT_VARIANTS[-1:])
+# The report reads every metrics and plots file of the run, the first seed's models (the
+# qualitative panel shows Source and STvM, or the last variant run: stvm/report/stage.py), and the
+# target val set. params.yaml is an input because the report prints its hash.
 
 
 rule report:
@@ -28,7 +24,8 @@ rule report:
             seed=config["seeds"],
             name=["adapt_metrics.json", "plots/adapt.csv"],
         ),
-        models=expand("results/models/{run}/seed{seed}/model.pt", run=REPORT_PANEL, seed=config["seeds"][:1]),
+        models=expand("results/models/{run}/seed{seed}/model.pt", run=["Source", *config["variants"]],
+                      seed=config["seeds"][:1]),
         manifests=expand("data/prepared/{role}/manifest.json", role=["source", "target"]),
         val_images="data/prepared/target/val/images",
         val_labels="data/prepared/target/val/labels",
