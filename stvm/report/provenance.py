@@ -17,8 +17,8 @@ from typing import Any
 
 from stvm.report.tables import Results, Table
 
-FIELDS = ("git revision", "uncommitted changes", "params sha256", "report device", "python", "torch", "torchvision", "numpy", "opencv",
-          "protocol", "evaluated architecture", "seeds")
+FIELDS = ("git revision", "uncommitted changes", "params sha256", "report device", "python", "torch", "torchvision",
+          "numpy", "opencv", "protocol", "evaluated architecture", "seeds")
 
 
 def git_revision(cwd: Path | None = None) -> str:
