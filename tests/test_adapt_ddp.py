@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 import pytest
@@ -16,8 +15,7 @@ import torch
 
 from stvm.io import load_checkpoint
 from stvm.models.weights import load_model_checkpoint
-from stvm.train import train_source
-from tests.tiny import train_params, write_prepared
+from tests.tiny import source_model_and_target
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = ("common: {device: cpu}\nadapt: {iterations: 6, crop: 32, log_every: 2, ckpt_every: 3, ema_interval: 2, "
@@ -43,12 +41,7 @@ def assert_same(a, b, where=""):
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("adapt_ddp")
-    src = write_prepared(root / "src")
-    tgt, _ = write_prepared(root / "tgt", labels=False)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        train_source(train_params(iterations=10), images=src[0], labels=src[1], out=root / "source", protocol=19,
-                     seed=0, device="cpu", show_progress=False)
+    _, tgt = source_model_and_target(root)
     (root / "p.yaml").write_text(PARAMS)
     torchrun = Path(sys.executable).parent / "torchrun"
     cmd = [str(torchrun), "--nproc_per_node", "2", "-m", "tests.adapt_ddp_worker", str(root / "p.yaml"),

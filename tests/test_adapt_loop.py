@@ -1,6 +1,5 @@
 import csv
 import re
-import warnings
 from pathlib import Path
 
 import pytest
@@ -10,23 +9,15 @@ import yaml
 from stvm.adapt.loop import VARIANTS, adapt
 from stvm.io import load_checkpoint
 from stvm.models.weights import load_model_checkpoint
-from stvm.train import train_source
 from tests.test_train import same_weights
-from tests.tiny import adapt_params, train_params, write_prepared
+from tests.tiny import adapt_params, source_model_and_target
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def source(tmp_path_factory):
-    root = tmp_path_factory.mktemp("adapt")
-    src = write_prepared(root / "src")
-    tgt, _ = write_prepared(root / "tgt", labels=False)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        train_source(train_params(iterations=10), images=src[0], labels=src[1], out=root / "source", protocol=19,
-                     seed=0, device="cpu", show_progress=False)
-    return root / "source/model.pt", tgt
+    return source_model_and_target(tmp_path_factory.mktemp("adapt"))
 
 
 def _adapt(cfg, source, out, variant="STvM", **kw):

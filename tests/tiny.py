@@ -45,3 +45,18 @@ def adapt_params(**kw) -> AdaptParams:
     base = dict(iterations=6, crop=32, log_every=2, ckpt_every=3, ema_interval=2, ema_lambda=0.5, buffer_size=3,
                 n_mocm=2, samples_per_class=8, n_f=16)
     return dataclasses.replace(AdaptParams(), **{**base, **kw})
+
+
+def source_model_and_target(root: Path) -> tuple[Path, Path]:
+    """A 10-iteration source model (``root/source/model.pt``) and unlabelled target images, for adapt tests."""
+    import warnings
+
+    from stvm.train import train_source
+
+    src = write_prepared(root / "src")
+    tgt, _ = write_prepared(root / "tgt", labels=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        train_source(train_params(iterations=10), images=src[0], labels=src[1], out=root / "source", protocol=19,
+                     seed=0, device="cpu", show_progress=False)
+    return root / "source/model.pt", tgt
