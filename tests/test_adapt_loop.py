@@ -25,8 +25,9 @@ def _adapt(cfg, source, out, variant="STvM", **kw):
                  device="cpu", show_progress=False, **kw)
 
 
-def test_stvm_resume_equals_uninterrupted(source, tmp_path):
-    cfg = adapt_params()
+@pytest.mark.parametrize("bn", [{}, {"bn_init": "target", "bn_mode": "frozen"}], ids=["bn-source-train", "bn-target-frozen"])
+def test_stvm_resume_equals_uninterrupted(source, tmp_path, bn):
+    cfg = adapt_params(**bn)
     _adapt(cfg, source, tmp_path / "full")
     assert _adapt(cfg, source, tmp_path / "res", stop_after=3) == {"stopped_at": 3}
     state = load_checkpoint(tmp_path / "res/ckpt/last.pt")
@@ -49,7 +50,7 @@ def _rows(out):
         return list(csv.DictReader(fh))
 
 
-@pytest.mark.parametrize("variant", list(VARIANTS))
+@pytest.mark.parametrize("variant", [k for k, v in VARIANTS.items() if v.trains])
 def test_variant_switches(source, tmp_path, variant):
     v = VARIANTS[variant]
     out = tmp_path / variant
@@ -65,6 +66,41 @@ def test_variant_switches(source, tmp_path, variant):
     student_sd, teacher_sd = state["student"], state["teacher"]
     same = all(torch.equal(student_sd[k], teacher_sd[k]) for k in student_sd if isinstance(student_sd[k], torch.Tensor))
     assert same != v.mean_teacher  # without MT the teacher *is* the student
+
+
+def _bn_stats(model) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in model.state_dict().items() if "running_" in k}
+
+
+def test_adabn_variant_has_target_statistics_and_source_weights(source, tmp_path):
+    metrics = _adapt(adapt_params(), source, tmp_path / "a", variant="AdaBN")
+    assert metrics["iterations"] == 0 and "init source statistics" not in metrics["choices"]["batchnorm"]
+    src, _ = load_model_checkpoint(source[0])
+    ada, meta = load_model_checkpoint(tmp_path / "a/model.pt")
+    assert meta["variant"] == "AdaBN" and len(_rows(tmp_path / "a")) == 0  # header only
+    s_sd, a_sd = src.state_dict(), ada.state_dict()
+    assert all(torch.equal(s_sd[k], a_sd[k]) for k in s_sd if "running_" not in k and "num_batches" not in k)
+    assert any(not torch.equal(s_sd[k], a_sd[k]) for k in _bn_stats(src))
+    # the statistics are those of the target images: re-estimating them again changes nothing
+    again = tmp_path / "b"
+    _adapt(adapt_params(), (tmp_path / "a/model.pt", source[1]), again, variant="AdaBN")
+    b, _ = load_model_checkpoint(again / "model.pt")
+    for k, v in _bn_stats(ada).items():
+        assert torch.allclose(v, b.state_dict()[k], atol=1e-5), k
+
+
+def test_frozen_bn_keeps_the_target_statistics_while_training(source, tmp_path):
+    cfg = adapt_params(iterations=4, bn_init="target", bn_mode="frozen")
+    _adapt(adapt_params(), source, tmp_path / "ada", variant="AdaBN")
+    _adapt(cfg, source, tmp_path / "st", variant="ST_MT")
+    ada, _ = load_model_checkpoint(tmp_path / "ada/model.pt")
+    st, _ = load_model_checkpoint(tmp_path / "st/model.pt")
+    assert not same_weights(ada, st)  # it trained ...
+    for k, v in _bn_stats(ada).items():  # ... with the statistics fixed
+        assert torch.equal(v, st.state_dict()[k]), k
+    _adapt(adapt_params(iterations=4, bn_init="target"), source, tmp_path / "tr", variant="ST_MT")
+    tr, _ = load_model_checkpoint(tmp_path / "tr/model.pt")
+    assert any(not torch.equal(v, tr.state_dict()[k]) for k, v in _bn_stats(ada).items())  # train mode moves them
 
 
 def _adapt_stage(dvc: dict) -> dict:

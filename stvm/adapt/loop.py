@@ -11,13 +11,16 @@ Variants (paper Table IV) switch pieces off; they are booleans of this one train
 
 | variant  | photometric aug | mean teacher | metric + reliability (MGS) | MOCM |
 |----------|-----------------|--------------|----------------------------|------|
+| AdaBN    | no training: the source model with BN statistics re-estimated on the target images |
 | ST       |                 |              |                            |      |
 | ST_Aug   | x               |              |                            |      |
 | ST_MT    | x               | x            |                            |      |
 | STvM_Raw | x               | x            | x                          |      |
 | STvM     | x               | x            | x                          | x    |
 
-Without the mean teacher the pseudo-labels come from the student itself (in eval mode) on the
+``AdaBN`` is not in the paper: it is the reference for what self-training adds beyond the target
+BatchNorm statistics, which every variant starts from when ``bn_init`` is ``target``
+(``stvm.adapt.batchnorm``). Without the mean teacher the pseudo-labels come from the student itself (in eval mode) on the
 clean image: plain self-training.
 
 Multi-process (``torchrun --nproc_per_node N``, also across nodes): as in ``train_source``, every
@@ -57,6 +60,7 @@ therefore computes bit for bit what it did before):
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import inspect
 import time
@@ -70,6 +74,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from stvm.adapt import dist as ddp
 from stvm.adapt.augment import photometric
+from stvm.adapt.batchnorm import freeze_bn, reestimate_bn
 from stvm.adapt.classmix import PatchBuffers, to_uint8
 from stvm.adapt.losses import nca_loss, reliability, weighted_ce
 from stvm.adapt.metric import (
@@ -81,7 +86,7 @@ from stvm.adapt.metric import (
 )
 from stvm.adapt.teacher import ema_update, should_update
 from stvm.config import AdaptParams, section_dict
-from stvm.data.datasets import CropDataset, IterationBatches
+from stvm.data.datasets import CropDataset, IterationBatches, list_stems, read_rgb
 from stvm.evaluate.inference import IMAGENET_MEAN, IMAGENET_STD
 from stvm.io import load_checkpoint, save_checkpoint, write_json
 from stvm.models.deeplab import build_head
@@ -114,9 +119,11 @@ class Variant:
     mean_teacher: bool
     metric: bool
     mocm: bool
+    trains: bool = True  # False: AdaBN, the source model with target BN statistics and no steps
 
 
 VARIANTS = {
+    "AdaBN": Variant(False, False, False, False, trains=False),
     "ST": Variant(False, False, False, False),
     "ST_Aug": Variant(True, False, False, False),
     "ST_MT": Variant(True, True, False, False),
@@ -148,10 +155,16 @@ class Nets:
             getattr(self, k).load_state_dict(v)
 
 
-def build_nets(cfg: AdaptParams, v: Variant, source_model: Path, dev: torch.device, seed: int) -> tuple[Nets, dict]:
-    """Student and teacher from the source model; M, proxies, thresholds and buffers when on."""
+def build_nets(cfg: AdaptParams, v: Variant, source_model: Path, dev: torch.device, seed: int,
+               target_images: Path | None = None) -> tuple[Nets, dict]:
+    """Student and teacher from the source model (with target BN statistics when ``bn_init`` is
+    ``target``: then ``target_images`` is required); M, proxies, thresholds and buffers when on."""
     student, meta = load_model_checkpoint(source_model)
     student.to(dev).train()
+    if cfg.bn_init == "target":
+        if target_images is None:
+            raise ValueError("bn_init 'target' needs the target images")
+        reestimate_bn(student, _target_batches(target_images, cfg.batch_size, dev))
     teacher = copy.deepcopy(student).eval() if v.mean_teacher else student
     f_params, c_params = student.param_groups()
     opt = torch.optim.SGD(
@@ -170,6 +183,16 @@ def build_nets(cfg: AdaptParams, v: Variant, source_model: Path, dev: torch.devi
     if v.mocm:
         nets.buffers = PatchBuffers(student.num_classes, cfg.buffer_size, cfg.crop, cfg.crop, device=dev)
     return nets, meta
+
+
+def _target_batches(images: Path, batch_size: int, dev: torch.device):
+    """Whole prepared target images, normalised, in name order (for the BN re-estimation)."""
+    mean, std = IMAGENET_MEAN.to(dev).view(1, 3, 1, 1), IMAGENET_STD.to(dev).view(1, 3, 1, 1)
+    stems = list_stems(images)
+    for i in range(0, len(stems), batch_size):
+        x = torch.stack([torch.from_numpy(read_rgb(images / f"{s}.png").transpose(2, 0, 1).copy())
+                         for s in stems[i : i + batch_size]]).to(dev)
+        yield (x.float() / 255.0 - mean) / std
 
 
 def adapt_step(cfg: AdaptParams, v: Variant, nets: Nets, img_u8: torch.Tensor, it: int, seed: int,
@@ -200,6 +223,8 @@ def adapt_step(cfg: AdaptParams, v: Variant, nets: Nets, img_u8: torch.Tensor, i
     else:
         pseudo_s, weight_s = pseudo, weight
     nets.student.train()
+    if cfg.bn_mode == "frozen":
+        freeze_bn(nets.student)
     with autocast(dev):
         out = (nets.train_forward or nets.student)((xs - mean) / std)
     loss = weighted_ce(out.float(), pseudo_s, weight_s)
@@ -270,6 +295,8 @@ def adapt(
     ``torchrun`` every rank calls this; only rank 0 writes and returns the metrics (others ``{}``).
     """
     v = VARIANTS[variant]
+    if not v.trains:  # AdaBN is defined by its target statistics, whatever bn_init says
+        cfg = dataclasses.replace(cfg, bn_init="target")
     dev = resolve_device(device)
     info = init_distributed(dev)
     seed_everything(seed)
@@ -279,7 +306,12 @@ def adapt(
                           "source": hashlib.sha256(Path(source_model).read_bytes()).hexdigest(),
                           "inputs": folder_signature(target_images),
                           **({"world": info.world_size} if info.world_size > 1 else {})})
-    nets, meta, start, wall_before = _ready_nets(cfg, v, source_model, dev, seed, ckpt_path, run_id)
+    nets, meta, start, wall_before = _ready_nets(cfg, v, source_model, dev, seed, ckpt_path, run_id, target_images)
+    if not v.trains:  # AdaBN: nothing to iterate (the plots file has its header only)
+        if not info.is_main:
+            return {}
+        PlotWriter(out / "plots" / "adapt.csv", PLOT_COLUMNS)
+        return _finish(cfg, variant, v, nets, meta, out, seed, 0.0, str(dev), iterations=0)
     sampler = IterationBatches(len(data), cfg.batch_size, seed, start, cfg.iterations, info.rank, info.world_size)
     plots = PlotWriter(out / "plots" / "adapt.csv", PLOT_COLUMNS, start) if info.is_main else None
     progress = Progress(f"adapt {variant}", cfg.iterations, start, show_progress and info.is_main)
@@ -311,11 +343,11 @@ def adapt(
 
 
 def _ready_nets(cfg: AdaptParams, v: Variant, source_model: Path, dev: torch.device, seed: int, ckpt_path: Path,
-               run_id: str) -> tuple[Nets, dict, int, float]:
+               run_id: str, target_images: Path | None = None) -> tuple[Nets, dict, int, float]:
     """Nets built alike on every rank, resumed from this run's checkpoint, wrapped for DDP under
     torchrun; returns ``(nets, source meta, start iteration, wall seconds so far)``."""
     info = dist_info()
-    nets, meta = build_nets(cfg, v, source_model, dev, seed)
+    nets, meta = build_nets(cfg, v, source_model, dev, seed, target_images)
     if info.world_size > 1:  # from here each rank has its own global RNG stream (e.g. dropout)
         seed_everything(ddp.rank_seed(seed, info.rank))
     start, wall = _resume(nets, ckpt_path, run_id, cfg.iterations, dev, info.rank)
@@ -384,7 +416,7 @@ def _checkpoint(path: Path, nets: Nets, it: int, wall: float, run_id: str, is_ma
     ddp.barrier()
 
 
-def _finish(cfg, variant, v, nets, meta, out, seed, wall, dev, world: int = 1) -> dict[str, Any]:
+def _finish(cfg, variant, v, nets, meta, out, seed, wall, dev, world: int = 1, iterations: int | None = None) -> dict[str, Any]:
     """Write the evaluated network as ``out/model.pt`` (with M, for Table VII) and train metrics."""
     net = nets.student if cfg.evaluated_network == "student" or not v.mean_teacher else nets.teacher
     extra: dict[str, Any] = {"extras": []}
@@ -399,7 +431,7 @@ def _finish(cfg, variant, v, nets, meta, out, seed, wall, dev, world: int = 1) -
         net, out / "model.pt", protocol=meta.get("protocol", 19), stage="adapt", variant=variant, seed=seed,
         source=meta.get("init", ""), choices=choices, params=section_dict(cfg), **extra,
     )
-    metrics = {"variant": variant, "iterations": cfg.iterations, "wall_seconds": round(wall, 2), "device": dev,
+    metrics = {"variant": variant, "iterations": cfg.iterations if iterations is None else iterations, "wall_seconds": round(wall, 2), "device": dev,
                "seed": seed, "world_size": world, "choices": choices}
     write_json(out / "adapt_metrics.json", metrics)
     return metrics
@@ -412,5 +444,7 @@ def open_choices(cfg: AdaptParams) -> dict[str, str]:
         "evaluated_network": f"{cfg.evaluated_network} (paper does not say; see README 'Open choices')",
         "metric_input": f"{cfg.metric_input} F features on the clean image, detached (paper III-C: teacher)",
         "ema": f"every {cfg.ema_interval} it, lambda {cfg.ema_lambda}; M keeps training on the moving teacher's features",
+        "batchnorm": f"init {cfg.bn_init} statistics, {cfg.bn_mode} during adaptation (paper does not say; "
+                     f"see README 'Open choices')",
     }
 

@@ -18,7 +18,7 @@ from stvm.errors import StvmError
 from stvm.io import read_json
 from stvm.report import paper
 
-ORDER = ("Source", "ST", "ST_Aug", "ST_MT", "STvM_Raw", "STvM")
+ORDER = ("Source", "AdaBN", "ST", "ST_Aug", "ST_MT", "STvM_Raw", "STvM")
 PAPER, OURS = "paper (real data)", "this run"
 
 Cell = str | float | int | None
@@ -150,7 +150,8 @@ def _read_model_run(res: Results, models_root: Path, run: str, seed: int) -> Non
     if not isinstance(metrics, dict) or "wall_seconds" not in metrics:
         raise StvmError(path, "not an stvm training metrics file (no 'wall_seconds')")
     res.train.setdefault(run, {})[seed] = metrics
-    res.curves.setdefault(run, {})[seed] = read_curve(folder / "plots" / f"{kind}.csv")
+    if metrics.get("iterations") != 0:  # AdaBN takes no steps: no curve
+        res.curves.setdefault(run, {})[seed] = read_curve(folder / "plots" / f"{kind}.csv")
     res.files[f"{kind}/{run}/seed{seed}"] = path
 
 
@@ -214,12 +215,12 @@ def ablation_table(res: Results, key: str = "miou") -> Table:
         p_miou = paper.number(p[header.index("mIoU")])
         p_delta = None if p_miou is None or prev_paper is None else p_miou - prev_paper
         rows.append([run, p_miou, p_delta, mean, std, low, len(vals), None if prev is None else mean - prev])
-        prev, prev_paper = mean, p_miou
+        prev, prev_paper = mean, (p_miou if p_miou is not None else prev_paper)
     cols = ["run", f"{PAPER}: mIoU", f"{PAPER}: Δ to row above", f"{OURS}: mIoU mean", f"{OURS}: std",
             f"{OURS}: min", f"{OURS}: seeds", f"{OURS}: Δ to row above"]
     return Table("table4_ablation", "Ablation (Table IV)", cols, rows,
                  note=f"Paper: GTA5 → Cityscapes, DeepLabV2-R101, real data; both Δ columns are to the row "
-                      f"above in this table (the paper's own Δ is to its previous variant, which may not "
+                      f"above in this table (the paper's: to the nearest row above with a paper value) (the paper's own Δ is to its previous variant, which may not "
                       f"have run here). This run: `{key}` of results/eval/<run>/seed<k>/metrics.json, "
                       f"mean/std (sample)/min over seeds.")
 

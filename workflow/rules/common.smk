@@ -1,2 +1,2 @@
 # Shared declarations only (no logic).
-VARIANT_PATTERN = "ST|ST_Aug|ST_MT|STvM_Raw|STvM"
+VARIANT_PATTERN = "AdaBN|ST|ST_Aug|ST_MT|STvM_Raw|STvM"
