@@ -38,6 +38,6 @@ def test_dvc_repro_runs_the_whole_chain_and_is_reproducible(repo_copy):
 
 def test_snakemake_runs_the_same_outputs(repo_copy):
     run(["snakemake", "--cores", "2", "--quiet"], repo_copy)
-    for name in ("Source", "ST_MT", "STvM"):
+    for name in ("Source", "AdaBN", "ST_MT", "STvM"):
         metrics = json.loads((repo_copy / f"results/eval/{name}/seed0/metrics.json").read_text())
         assert "miou" in metrics
