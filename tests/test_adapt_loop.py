@@ -75,6 +75,7 @@ def _bn_stats(model) -> dict[str, torch.Tensor]:
 def test_adabn_variant_has_target_statistics_and_source_weights(source, tmp_path):
     metrics = _adapt(adapt_params(), source, tmp_path / "a", variant="AdaBN")
     assert metrics["iterations"] == 0 and "init source statistics" not in metrics["choices"]["batchnorm"]
+    assert metrics["choices"]["iterations"].startswith("0 ") and metrics["wall_seconds"] > 0
     src, _ = load_model_checkpoint(source[0])
     ada, meta = load_model_checkpoint(tmp_path / "a/model.pt")
     assert meta["variant"] == "AdaBN" and len(_rows(tmp_path / "a")) == 0  # header only

@@ -306,12 +306,13 @@ def adapt(
                           "source": hashlib.sha256(Path(source_model).read_bytes()).hexdigest(),
                           "inputs": folder_signature(target_images),
                           **({"world": info.world_size} if info.world_size > 1 else {})})
+    t_build = time.perf_counter()
     nets, meta, start, wall_before = _ready_nets(cfg, v, source_model, dev, seed, ckpt_path, run_id, target_images)
     if not v.trains:  # AdaBN: nothing to iterate (the plots file has its header only)
         if not info.is_main:
             return {}
         PlotWriter(out / "plots" / "adapt.csv", PLOT_COLUMNS)
-        return _finish(cfg, variant, v, nets, meta, out, seed, 0.0, str(dev), iterations=0)
+        return _finish(cfg, variant, v, nets, meta, out, seed, time.perf_counter() - t_build, str(dev), iterations=0)
     sampler = IterationBatches(len(data), cfg.batch_size, seed, start, cfg.iterations, info.rank, info.world_size)
     plots = PlotWriter(out / "plots" / "adapt.csv", PLOT_COLUMNS, start) if info.is_main else None
     progress = Progress(f"adapt {variant}", cfg.iterations, start, show_progress and info.is_main)
@@ -427,6 +428,8 @@ def _finish(cfg, variant, v, nets, meta, out, seed, wall, dev, world: int = 1, i
         extra["extras"].append("teacher")
         extra["teacher"] = nets.teacher.state_dict()
     choices = open_choices(cfg)
+    if iterations == 0:
+        choices["iterations"] = "0 (AdaBN: BN statistics only, no training step)"
     save_model_checkpoint(
         net, out / "model.pt", protocol=meta.get("protocol", 19), stage="adapt", variant=variant, seed=seed,
         source=meta.get("init", ""), choices=choices, params=section_dict(cfg), **extra,
