@@ -102,8 +102,12 @@ class AdaptParams:
     buffer_size: int = _f(50, "Per-class FIFO patch buffer size (IV-B: 50).", min=1)
     evaluated_network: Literal["teacher", "student"] = _f("student", "Network written as the adapted model (open choice).")
     metric_input: Literal["teacher", "student"] = _f("teacher", "Whose F features feed M (paper: teacher).")
-    bn_init: Literal["source", "target"] = _f("source", "BN statistics adaptation starts from: the source model's, or re-estimated on the target train images (AdaBN; open choice).")
-    bn_mode: Literal["train", "frozen"] = _f("train", "Student BN: batch statistics, updating the running ones (train), or fixed running statistics (frozen; open choice).")
+    bn_init: Literal["source", "target"] = _f(
+        "source", "BN statistics adaptation starts from: the source model's, or re-estimated on the "
+        "target train images (AdaBN; open choice).")
+    bn_mode: Literal["train", "frozen"] = _f(
+        "train", "Student BN: batch statistics, updating the running ones (train), or fixed running "
+        "statistics (frozen; open choice).")
     log_every: int = _f(20, "Iterations between progress/plot rows.", min=1)
     ckpt_every: int = _f(500, "Iterations between checkpoints.", min=1)
 

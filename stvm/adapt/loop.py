@@ -20,8 +20,8 @@ Variants (paper Table IV) switch pieces off; they are booleans of this one train
 
 ``AdaBN`` is not in the paper: it is the reference for what self-training adds beyond the target
 BatchNorm statistics, which every variant starts from when ``bn_init`` is ``target``
-(``stvm.adapt.batchnorm``). Without the mean teacher the pseudo-labels come from the student itself (in eval mode) on the
-clean image: plain self-training.
+(``stvm.adapt.batchnorm``). Without the mean teacher the pseudo-labels come from the student itself
+(in eval mode) on the clean image: plain self-training.
 
 Multi-process (``torchrun --nproc_per_node N``, also across nodes): as in ``train_source``, every
 rank takes its own ``batch_size`` crops (disjoint slots of the same seed-keyed sequence), so the
@@ -312,7 +312,8 @@ def adapt(
         if not info.is_main:
             return {}
         PlotWriter(out / "plots" / "adapt.csv", PLOT_COLUMNS)
-        return _finish(cfg, variant, v, nets, meta, out, seed, time.perf_counter() - t_build, str(dev), iterations=0)
+        wall = time.perf_counter() - t_build
+        return _finish(cfg, variant, v, nets, meta, out, seed, wall, str(dev), iterations=0)
     sampler = IterationBatches(len(data), cfg.batch_size, seed, start, cfg.iterations, info.rank, info.world_size)
     plots = PlotWriter(out / "plots" / "adapt.csv", PLOT_COLUMNS, start) if info.is_main else None
     progress = Progress(f"adapt {variant}", cfg.iterations, start, show_progress and info.is_main)
@@ -417,7 +418,8 @@ def _checkpoint(path: Path, nets: Nets, it: int, wall: float, run_id: str, is_ma
     ddp.barrier()
 
 
-def _finish(cfg, variant, v, nets, meta, out, seed, wall, dev, world: int = 1, iterations: int | None = None) -> dict[str, Any]:
+def _finish(cfg, variant, v, nets, meta, out, seed, wall, dev, world: int = 1,
+            iterations: int | None = None) -> dict[str, Any]:
     """Write the evaluated network as ``out/model.pt`` (with M, for Table VII) and train metrics."""
     net = nets.student if cfg.evaluated_network == "student" or not v.mean_teacher else nets.teacher
     extra: dict[str, Any] = {"extras": []}
@@ -434,8 +436,8 @@ def _finish(cfg, variant, v, nets, meta, out, seed, wall, dev, world: int = 1, i
         net, out / "model.pt", protocol=meta.get("protocol", 19), stage="adapt", variant=variant, seed=seed,
         source=meta.get("init", ""), choices=choices, params=section_dict(cfg), **extra,
     )
-    metrics = {"variant": variant, "iterations": cfg.iterations if iterations is None else iterations, "wall_seconds": round(wall, 2), "device": dev,
-               "seed": seed, "world_size": world, "choices": choices}
+    metrics = {"variant": variant, "iterations": cfg.iterations if iterations is None else iterations,
+               "wall_seconds": round(wall, 2), "device": dev, "seed": seed, "world_size": world, "choices": choices}
     write_json(out / "adapt_metrics.json", metrics)
     return metrics
 
