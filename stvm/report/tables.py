@@ -219,9 +219,10 @@ def ablation_table(res: Results, key: str = "miou") -> Table:
     cols = ["run", f"{PAPER}: mIoU", f"{PAPER}: Δ to row above", f"{OURS}: mIoU mean", f"{OURS}: std",
             f"{OURS}: min", f"{OURS}: seeds", f"{OURS}: Δ to row above"]
     return Table("table4_ablation", "Ablation (Table IV)", cols, rows,
-                 note=f"Paper: GTA5 → Cityscapes, DeepLabV2-R101, real data; both Δ columns are to the row "
-                      f"above in this table (the paper's: to the nearest row above with a paper value) (the paper's own Δ is to its previous variant, which may not "
-                      f"have run here). This run: `{key}` of results/eval/<run>/seed<k>/metrics.json, "
+                 note=f"Paper: GTA5 → Cityscapes, DeepLabV2-R101, real data. Δ columns: this run's to the "
+                      f"row above, the paper's to the nearest row above with a paper value (the paper's own Δ is to its "
+                      f"previous variant, which may not have run here). This run: `{key}` of "
+                      f"results/eval/<run>/seed<k>/metrics.json, "
                       f"mean/std (sample)/min over seeds.")
 
 
