@@ -18,8 +18,9 @@ from stvm.models.weights import load_model_checkpoint
 from tests.tiny import source_model_and_target
 
 ROOT = Path(__file__).resolve().parents[1]
-PARAMS = ("common: {device: cpu}\nadapt: {iterations: 6, crop: 32, log_every: 2, ckpt_every: 3, ema_interval: 2, "
-          "ema_lambda: 0.5, buffer_size: 3, n_mocm: 2, samples_per_class: 8, n_f: 16, tau_mocm: 3.9}\n")
+PARAMS = ("common: {{device: cpu}}\nadapt: {{iterations: 6, crop: 32, log_every: 2, ckpt_every: 3, ema_interval: 2, "
+          "ema_lambda: 0.5, buffer_size: 3, n_mocm: 2, samples_per_class: 8, n_f: 16, tau_mocm: 3.9, {bn}}}\n")
+BN = {"bn-source-train": "bn_init: source, bn_mode: train", "bn-target-frozen": "bn_init: target, bn_mode: frozen"}
 
 
 def assert_same(a, b, where=""):
@@ -38,11 +39,11 @@ def assert_same(a, b, where=""):
         assert a == b, where
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+@pytest.fixture(scope="module", params=list(BN))
+def runs(request, tmp_path_factory):
     root = tmp_path_factory.mktemp("adapt_ddp")
     _, tgt = source_model_and_target(root)
-    (root / "p.yaml").write_text(PARAMS)
+    (root / "p.yaml").write_text(PARAMS.format(bn=BN[request.param]))
     torchrun = Path(sys.executable).parent / "torchrun"
     cmd = [str(torchrun), "--nproc_per_node", "2", "-m", "tests.adapt_ddp_worker", str(root / "p.yaml"),
            str(root / "source/model.pt"), str(tgt), str(root)]
@@ -93,3 +94,17 @@ def test_resumed_equals_uninterrupted(runs):
     assert [r.split(",")[0] for r in rows_full] == [r.split(",")[0] for r in rows_res]
     # row 4 averages iterations 3-4 uninterrupted but only 4 after the resume at 3; rows 2 and 6 agree
     assert rows_full[1] == rows_res[1] and rows_full[3] == rows_res[3]
+
+
+def test_bn_statistics_follow_the_setting(runs):
+    """Target + frozen: every rank starts from the same re-estimated statistics and keeps them;
+    source + train: the statistics start from the source model's and move."""
+    source, _ = load_model_checkpoint(runs / "source/model.pt")
+    src = {k: v for k, v in source.state_dict().items() if k.endswith("running_mean")}
+    frozen = "bn_init: target" in (runs / "p.yaml").read_text()
+    for rank in (0, 1):
+        s3, s6 = _state(runs, "full", rank, 3)["student"], _state(runs, "full", rank, 6)["student"]
+        stats = [k for k in s6 if k.endswith("running_mean")]
+        assert stats and all(k in src for k in stats)
+        assert all(torch.equal(s3[k], s6[k]) for k in stats) == frozen
+        assert any(not torch.equal(s6[k], src[k]) for k in stats)
