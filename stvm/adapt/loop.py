@@ -87,7 +87,7 @@ from stvm.adapt.metric import (
 from stvm.adapt.teacher import ema_update, should_update
 from stvm.config import AdaptParams, section_dict
 from stvm.data.datasets import CropDataset, IterationBatches, list_stems, read_rgb
-from stvm.evaluate.inference import IMAGENET_MEAN, IMAGENET_STD
+from stvm.evaluate.inference import IMAGENET_MEAN, IMAGENET_STD, normalize
 from stvm.io import load_checkpoint, save_checkpoint, write_json
 from stvm.models.deeplab import build_head
 from stvm.models.weights import load_model_checkpoint, save_model_checkpoint
@@ -187,12 +187,9 @@ def build_nets(cfg: AdaptParams, v: Variant, source_model: Path, dev: torch.devi
 
 def _target_batches(images: Path, batch_size: int, dev: torch.device):
     """Whole prepared target images, normalised, in name order (for the BN re-estimation)."""
-    mean, std = IMAGENET_MEAN.to(dev).view(1, 3, 1, 1), IMAGENET_STD.to(dev).view(1, 3, 1, 1)
     stems = list_stems(images)
     for i in range(0, len(stems), batch_size):
-        x = torch.stack([torch.from_numpy(read_rgb(images / f"{s}.png").transpose(2, 0, 1).copy())
-                         for s in stems[i : i + batch_size]]).to(dev)
-        yield (x.float() / 255.0 - mean) / std
+        yield torch.stack([normalize(read_rgb(images / f"{s}.png")) for s in stems[i : i + batch_size]]).to(dev)
 
 
 def adapt_step(cfg: AdaptParams, v: Variant, nets: Nets, img_u8: torch.Tensor, it: int, seed: int,
