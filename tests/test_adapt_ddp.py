@@ -6,6 +6,7 @@ then resumed one; the worker dumps every rank's full state at each checkpoint.
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -50,7 +51,8 @@ def runs(request, tmp_path_factory):
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return root
+    yield root
+    shutil.rmtree(root, ignore_errors=True)  # ~1.7 GB of real-size checkpoints per BN setting
 
 
 def _state(root, run, rank, it=6):

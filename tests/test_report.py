@@ -83,7 +83,8 @@ def run_tree(tmp_path_factory):
     (root / "data/raw/synth/synth.json").write_text(json.dumps({"generator": "stvm.data.synth", "version": 1, "seed": 0,
                                                   "width": 48, "height": 32, "shift": 1.0, "counts": {"source": 6}}))
     (root / "params.yaml").write_text(yaml.safe_dump({"report": {"panels": 2, "tile_width": 64}}))
-    return root
+    yield root
+    shutil.rmtree(root, ignore_errors=True)  # ~0.6 GB of real-size checkpoints
 
 
 def _copy_seed(root: Path, run: str, offset: float) -> None:
