@@ -15,8 +15,8 @@ venv: $(STAMP)
 # instead of pip's one-core compile saves ~17 s of the demo's budget.
 $(STAMP): pyproject.toml requirements.lock docker/constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet --no-compile torch==2.13.0 -c docker/constraints.txt
-	$(PY) -m pip install --quiet --no-compile -r requirements.lock -c docker/constraints.txt
+	$(PY) -m pip install --quiet torch==2.13.0 --no-compile -c docker/constraints.txt
+	$(PY) -m pip install --quiet -r requirements.lock --no-compile -c docker/constraints.txt
 	$(PY) -m pip install --quiet --no-deps -e .
 	$(PY) -m compileall -q -j 0 $(VENV)/lib > /dev/null || true  # as pip: skip files for newer Pythons
 	touch $(STAMP)
