@@ -90,24 +90,35 @@ class AdaptParams:
     poly_power: float = _f(0.9, "Poly decay power of both optimisers (paper IV-B).", min=0.0)
     ema_interval: int = _f(100, "Teacher update interval in iterations (III-B / IV-B: 100).", min=1)
     ema_lambda: float = _f(1e-3, "Teacher smoothing factor lambda (IV-B: 1e-3).", min=0.0, max=1.0)
+    ema_reading: Literal["smoothing", "refresh"] = _f(
+        "smoothing", "What lambda weights: smoothing = the student (teacher <- (1-l) teacher + l student), "
+        "refresh = the teacher (teacher <- l teacher + (1-l) student; open choice).")
     n_f: int = _f(128, "Metric feature size N_f (IV-B: 128).", min=1)
     temperature: float = _f(0.25, "NCA temperature T (Eq. 2; IV-B: 0.25).", min=1e-6)
     q_m: float = _f(0.2, "Metric pseudo-label percentile q_M (Eq. 1; IV-B: 0.2).", min=0.0, max=1.0)
     threshold_momentum: float = _f(0.9, "Moving-average momentum of the per-class thresholds (not stated).", min=0.0, max=1.0)
     samples_per_class: int = _f(64, "Metric pseudo-label samples per class per batch (balanced; not stated).", min=1)
+    metric_sampling: Literal["per_class", "min_count"] = _f(
+        "per_class", "Equal samples per class (III-C): per_class = samples_per_class of every present class, "
+        "repeating a rare class's pixels; min_count = the rarest class's count for all (open choice).")
+    metric_probe: bool = _f(
+        True, "ST_MT trains an M alongside that its loss never uses (Table VII's ST_MT row; costs time).")
     alpha: float = _f(2.0, "Reverse-sigmoid sharpness alpha (Eq. 4; IV-B: 2).")
     beta: float = _f(0.6, "Reverse-sigmoid offset beta (Eq. 4; IV-B: 0.6).")
     tau_mocm: float = _f(0.8, "MOCM patch acceptance distance threshold (III-D; IV-B: 0.8).", min=0.0)
     n_mocm: int = _f(10, "Patches pasted per image N_MOCM (III-D: 10).", min=0)
     buffer_size: int = _f(50, "Per-class FIFO patch buffer size (IV-B: 50).", min=1)
+    mocm_push: Literal["after_paste", "before_paste"] = _f(
+        "after_paste", "When this batch's patches enter the MOCM buffers: after its own paste (never pasted "
+        "onto itself) or before it (the earlier wiring, kept for comparison).")
     evaluated_network: Literal["teacher", "student"] = _f("student", "Network written as the adapted model (open choice).")
     metric_input: Literal["teacher", "student"] = _f("teacher", "Whose F features feed M (paper: teacher).")
     bn_init: Literal["source", "target"] = _f(
-        "source", "BN statistics adaptation starts from: the source model's, or re-estimated on the "
-        "target train images (AdaBN; open choice).")
+        "target", "BN statistics adaptation starts from: re-estimated on the target train images (AdaBN) "
+        "or the source model's (open choice; README 'Open choices').")
     bn_mode: Literal["train", "frozen"] = _f(
-        "train", "Student BN: batch statistics, updating the running ones (train), or fixed running "
-        "statistics (frozen; open choice).")
+        "frozen", "Student BN: fixed running statistics (frozen, as the DeepLabV2 lineage at batch 2) or "
+        "batch statistics updating the running ones (train; open choice).")
     log_every: int = _f(20, "Iterations between progress/plot rows.", min=1)
     ckpt_every: int = _f(500, "Iterations between checkpoints.", min=1)
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 import yaml
 
-from stvm.adapt.loop import VARIANTS, adapt
+from stvm.adapt.loop import VARIANTS, adapt, adapt_step, build_nets
 from stvm.io import load_checkpoint
 from stvm.models.weights import load_model_checkpoint
 from tests.test_train import same_weights
@@ -25,7 +25,7 @@ def _adapt(cfg, source, out, variant="STvM", **kw):
                  device="cpu", show_progress=False, **kw)
 
 
-@pytest.mark.parametrize("bn", [{}, {"bn_init": "target", "bn_mode": "frozen"}], ids=["bn-source-train", "bn-target-frozen"])
+@pytest.mark.parametrize("bn", [{"bn_init": "source", "bn_mode": "train"}, {}], ids=["bn-source-train", "bn-target-frozen"])
 def test_stvm_resume_equals_uninterrupted(source, tmp_path, bn):
     cfg = adapt_params(**bn)
     _adapt(cfg, source, tmp_path / "full")
@@ -56,11 +56,16 @@ def test_variant_switches(source, tmp_path, variant):
     out = tmp_path / variant
     _adapt(adapt_params(iterations=4), source, out, variant=variant)
     rows = _rows(out)
-    assert (float(rows[-1]["loss_metric"]) > 0) == v.metric
+    probe = v.trains_metric(adapt_params())  # ST_MT trains an unused M (Table VII's ST_MT row)
+    assert probe == (v.metric or variant == "ST_MT")
+    assert (float(rows[-1]["loss_metric"]) > 0) == probe
+    assert (float(rows[-1]["metric_samples"]) > 0) == probe
     assert (float(rows[-1]["reliability"]) < 1.0) == v.metric  # w == 1 without MGS
     assert (float(rows[-1]["buffer_fill"]) > 0) == v.mocm
+    assert (max(float(r["mocm_coverage"]) for r in rows) > 0) == v.mocm
+    assert float(rows[-1]["teacher_drift"]) > 0  # the pseudo-labeller has left the source weights
     state = load_checkpoint(out / "ckpt/last.pt")["nets"]
-    assert ("metric" in state) == v.metric and ("buffers" in state) == v.mocm
+    assert ("metric" in state) == probe and ("buffers" in state) == v.mocm
     src, _ = load_model_checkpoint(source[0])
     teacher = src.__class__  # noqa: F841
     student_sd, teacher_sd = state["student"], state["teacher"]
@@ -99,7 +104,7 @@ def test_frozen_bn_keeps_the_target_statistics_while_training(source, tmp_path):
     assert not same_weights(ada, st)  # it trained ...
     for k, v in _bn_stats(ada).items():  # ... with the statistics fixed
         assert torch.equal(v, st.state_dict()[k]), k
-    _adapt(adapt_params(iterations=4, bn_init="target"), source, tmp_path / "tr", variant="ST_MT")
+    _adapt(adapt_params(iterations=4, bn_init="target", bn_mode="train"), source, tmp_path / "tr", variant="ST_MT")
     tr, _ = load_model_checkpoint(tmp_path / "tr/model.pt")
     assert any(not torch.equal(v, tr.state_dict()[k]) for k, v in _bn_stats(ada).items())  # train mode moves them
 
@@ -123,3 +128,109 @@ def test_adapt_is_source_free_in_snakefile():
     paths = re.findall(r'"([^"]+)"', inputs)
     assert sorted(paths) == sorted(["results/models/Source/seed{seed}/model.pt", "data/prepared/target/train/images"])
 
+
+
+# --- wiring: each variant keeps its parts (each test fails when the loop drops one) -------------
+
+def _nets(source, variant="STvM", **kw):
+    cfg = adapt_params(**kw)
+    nets, _ = build_nets(cfg, VARIANTS[variant], source[0], torch.device("cpu"), 0, source[1])
+    return cfg, nets
+
+
+def _crops(n=2, size=32, seed=0):
+    return torch.randint(0, 256, (n, 3, size, size), generator=torch.Generator().manual_seed(seed), dtype=torch.uint8)
+
+
+def _record_inputs(module, store):
+    """Keep every input ``module`` is called with (a forward pre-hook)."""
+    return module.register_forward_pre_hook(lambda _m, args: store.append(args[0].detach().clone()))
+
+
+@pytest.mark.parametrize("variant", ["ST", "ST_Aug", "ST_MT", "STvM"])
+def test_student_input_is_augmented_and_teacher_input_clean(source, variant):
+    cfg, nets = _nets(source, variant)
+    img = _crops()
+    clean = normalize_batch(img)
+    seen_teacher, seen_student = [], []
+    h1 = _record_inputs(nets.teacher.backbone, seen_teacher)
+    if nets.teacher is not nets.student:
+        h2 = _record_inputs(nets.student, seen_student)
+    adapt_step(cfg, VARIANTS[variant], nets, img, 0, 0)
+    h1.remove()
+    if nets.teacher is nets.student:  # no mean teacher: first backbone call labels, second trains
+        seen_student = seen_teacher[1:2]
+    else:
+        h2.remove()
+    assert torch.equal(seen_teacher[0], clean)  # the teacher always sees the clean crop
+    assert torch.equal(seen_student[0], clean) != VARIANTS[variant].augment
+
+
+def test_metric_sees_at_least_the_configured_samples(source):
+    cfg, nets = _nets(source, samples_per_class=8)
+    img = _crops()
+    logs = adapt_step(cfg, VARIANTS["STvM_Raw"], nets, img, 0, 0)
+    with torch.no_grad():  # the teacher is unchanged after one step (EMA every 2)
+        conf, pred = nets.teacher.classify(nets.teacher.features(normalize_batch(img))).softmax(1).max(1)
+    present = pred[conf > nets.thresholds.tau[pred]].unique().numel()  # classes with eligible pixels
+    assert present >= 1 and float(logs["metric_samples"]) == 8 * present
+    cfg_old, nets_old = _nets(source, samples_per_class=8, metric_sampling="min_count")
+    logs_old = adapt_step(cfg_old, VARIANTS["STvM_Raw"], nets_old, _crops(), 0, 0)
+    assert float(logs_old["metric_samples"]) <= float(logs["metric_samples"])
+
+
+@pytest.mark.parametrize("reading", ["smoothing", "refresh"])
+def test_ema_moves_the_teacher_towards_the_student(source, reading):
+    cfg, nets = _nets(source, "ST_MT", ema_interval=1, ema_lambda=0.1, ema_reading=reading)
+    before = [q.detach().clone() for q in nets.teacher.parameters()]
+    adapt_step(cfg, VARIANTS["ST_MT"], nets, _crops(), 0, 0)
+    after = list(nets.teacher.parameters())
+    student = list(nets.student.parameters())
+    w = 0.1 if reading == "smoothing" else 0.9
+    moved = [not torch.equal(a, b) for a, b in zip(after, before, strict=True)]
+    assert any(moved)
+    for a, b, s_ in zip(after, before, student, strict=True):
+        assert torch.allclose(a, (1 - w) * b + w * s_, atol=1e-6)
+
+
+def test_mocm_pastes_from_earlier_batches_only(source):
+    cfg, nets = _nets(source, tau_mocm=10.0, n_mocm=3)  # every candidate is accepted
+    v = VARIANTS["STvM"]
+    first = adapt_step(cfg, v, nets, _crops(seed=1), 0, 0)
+    assert float(first["mocm_coverage"]) == 0.0 and float(first["buffer_fill"]) > 0  # pushed after its paste
+    second = adapt_step(cfg, v, nets, _crops(seed=2), 1, 0)
+    assert float(second["mocm_coverage"]) > 0
+    cfg_b, nets_b = _nets(source, tau_mocm=10.0, n_mocm=3, mocm_push="before_paste")
+    assert float(adapt_step(cfg_b, v, nets_b, _crops(seed=1), 0, 0)["mocm_coverage"]) > 0  # its own patches
+
+
+def test_metric_weights_come_from_m_in_eval_mode(source):
+    """A DeepLabV3-style M (dropout, BN) gives the same reliability for the same input twice."""
+    from stvm.adapt.losses import reliability
+    from stvm.adapt.loop import metric_step
+    from stvm.adapt.metric import ClassThresholds, MetricHead, distance_to_prediction
+    from stvm.models.deeplab import build_head
+
+    cfg, nets = _nets(source, lr_metric=0.0)
+    nets.metric = MetricHead(build_head("deeplabv3_r18", nets.student.feature_channels, 16), 19, 16)
+    nets.opt_metric = torch.optim.Adam(nets.metric.parameters(), lr=0.0)
+    feats = torch.randn(2, nets.student.feature_channels, 4, 4)
+    low = torch.randn(2, 19, 4, 4)
+    pseudo = low.argmax(1)
+    with torch.no_grad():
+        nets.metric.train()  # (this forward also moves M's running statistics)
+        noisy = distance_to_prediction(nets.metric.distances(nets.metric(feats)), pseudo)
+        nets.metric.eval()
+        d = distance_to_prediction(nets.metric.distances(nets.metric(feats)), pseudo)
+        nets.metric.train()
+    assert not torch.equal(noisy, d)  # dropout and batch statistics: train mode is noisy
+    nets.thresholds = ClassThresholds(19)
+    w, d_out, _ = metric_step(cfg, nets, feats, low, pseudo, torch.Generator().manual_seed(0))
+    assert torch.equal(d_out, d) and torch.equal(w, reliability(d, cfg.alpha, cfg.beta))
+    assert nets.metric.training  # M itself is trained in train mode
+
+
+def normalize_batch(img_u8):
+    from stvm.evaluate.inference import IMAGENET_MEAN, IMAGENET_STD
+
+    return (img_u8.float() / 255.0 - IMAGENET_MEAN.view(1, 3, 1, 1)) / IMAGENET_STD.view(1, 3, 1, 1)

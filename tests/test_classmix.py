@@ -130,9 +130,9 @@ def test_paste_labels_and_reliability_follow_the_image():
         torch.full((b, 8, 8), 99),
         torch.full((b, 8, 8), -1.0),
     )
-    oi, op, ow = buf.paste(imgs, pseudo, weight, n=3, generator=torch.Generator().manual_seed(0))
+    oi, op, ow, pasted = buf.paste(imgs, pseudo, weight, n=3, generator=torch.Generator().manual_seed(0))
     changed = (oi != imgs).any(1)
-    assert changed.any()
+    assert changed.any() and torch.equal(changed, pasted)  # the coverage map is what changed
     assert torch.equal(changed, op != 99) and torch.equal(changed, ow != -1.0)
     c = op[changed]
     assert (c >= 0).all() and (c < 5).all()
@@ -153,7 +153,7 @@ def test_paste_fewer_nonempty_classes_than_n_and_sampling_among_stored():
     pred[:, 4:] = 255
     buf.push(const_images8([1, 2, 3]), pred, torch.ones(3, 8, 8), torch.zeros(3, 8, 8), 0.8)
     imgs = torch.zeros(60, 3, 8, 8)
-    oi, op, _ = buf.paste(
+    oi, op, _, _ = buf.paste(
         imgs,
         torch.full((60, 8, 8), 7),
         torch.zeros(60, 8, 8),
@@ -183,7 +183,8 @@ def test_paste_empty_buffers_or_n0_return_inputs_unchanged():
     from_empty = empty.paste(imgs, pseudo, weight, 4, torch.Generator().manual_seed(0))
     with_n0 = filled().paste(imgs, pseudo, weight, 0, torch.Generator())
     for out in (from_empty, with_n0):
-        assert all(torch.equal(o, r) for o, r in zip(out, (imgs, pseudo, weight), strict=True))
+        assert all(torch.equal(o, r) for o, r in zip(out[:3], (imgs, pseudo, weight), strict=True))
+        assert not out[3].any()
 
 
 def test_paste_deterministic_given_generator():

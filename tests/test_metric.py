@@ -99,10 +99,10 @@ def selection_case():
     return pred, prob, tau
 
 
-def test_select_metric_samples_balanced_and_above_threshold():
+def test_select_metric_samples_min_count_rule_balanced_and_above_threshold():
     pred, prob, tau = selection_case()
     s = select_metric_samples(
-        pred, prob, tau, n_per_class=6, generator=torch.Generator().manual_seed(0)
+        pred, prob, tau, n_per_class=6, generator=torch.Generator().manual_seed(0), rule="min_count"
     )
     assert s.indices.shape == s.labels.shape == s.valid.shape == (4 * 6,)
     flat_pred, flat_prob = pred.reshape(-1), prob.reshape(-1)
@@ -116,22 +116,48 @@ def test_select_metric_samples_balanced_and_above_threshold():
     assert idx.unique().numel() == idx.numel()
 
 
-def test_select_metric_samples_capped_by_rarest_class_and_deterministic():
+def test_select_metric_samples_min_count_capped_by_rarest_class_and_deterministic():
     pred = torch.tensor([[[0, 0, 0, 0, 1, 1, 2, 2]]])
     prob = torch.tensor([[[0.9, 0.9, 0.9, 0.9, 0.9, 0.1, 0.9, 0.9]]])
     tau = torch.tensor([0.5, 0.5, 0.5])
-    s = select_metric_samples(pred, prob, tau, 3, torch.Generator().manual_seed(1))
+    s = select_metric_samples(pred, prob, tau, 3, torch.Generator().manual_seed(1), rule="min_count")
     assert torch.bincount(s.labels[s.valid], minlength=3).tolist() == [1, 1, 1]
     assert s.indices[s.valid][s.labels[s.valid] == 1].tolist() == [4]
     pred2, prob2, tau2 = selection_case()
     runs = [
-        select_metric_samples(pred2, prob2, tau2, 4, torch.Generator().manual_seed(s))
-        for s in (7, 7, 8)
+        select_metric_samples(pred2, prob2, tau2, 4, torch.Generator().manual_seed(s), rule=rule)
+        for s in (7, 7, 8) for rule in ("min_count", "per_class")
     ]
-    assert torch.equal(runs[0].indices, runs[1].indices) and torch.equal(
-        runs[0].valid, runs[1].valid
-    )
-    assert not torch.equal(runs[0].indices, runs[2].indices)
+    for a, b, c in ((runs[0], runs[2], runs[4]), (runs[1], runs[3], runs[5])):  # per rule
+        assert torch.equal(a.indices, b.indices) and torch.equal(a.valid, b.valid)
+        assert not torch.equal(a.indices, c.indices)
+
+
+def test_select_metric_samples_per_class_gives_every_present_class_the_full_count():
+    pred, prob, tau = selection_case()
+    s = select_metric_samples(pred, prob, tau, 6, torch.Generator().manual_seed(0))
+    flat_pred, flat_prob = pred.reshape(-1), prob.reshape(-1)
+    eligible = (flat_pred < 4) & (flat_prob > tau[flat_pred.clamp(max=3)])
+    avail = torch.bincount(flat_pred[eligible], minlength=4)
+    idx, lab = s.indices[s.valid], s.labels[s.valid]
+    want = torch.where(avail > 0, torch.full_like(avail, 6), torch.zeros_like(avail))
+    assert torch.equal(torch.bincount(lab, minlength=4), want)
+    assert torch.equal(flat_pred[idx], lab) and (flat_prob[idx] > tau[lab]).all()
+    for c in range(3):  # distinct pixels while the class has enough, every pixel used otherwise
+        picked = idx[lab == c]
+        assert picked.unique().numel() == min(6, int(avail[c]))
+
+
+def test_select_metric_samples_per_class_repeats_a_rare_class_evenly():
+    pred = torch.tensor([[[0, 0, 0, 0, 0, 0, 1, 2, 2]]])
+    prob = torch.full((1, 1, 9), 0.9)
+    s = select_metric_samples(pred, prob, torch.tensor([0.5, 0.5, 0.5]), 4, torch.Generator())
+    idx, lab = s.indices[s.valid], s.labels[s.valid]
+    assert torch.bincount(lab, minlength=3).tolist() == [4, 4, 4]
+    assert idx[lab == 1].tolist() == [6, 6, 6, 6]
+    assert sorted(idx[lab == 2].tolist()) == [7, 7, 8, 8]
+    with pytest.raises(ValueError, match="rule"):
+        select_metric_samples(pred, prob, torch.tensor([0.5] * 3), 4, torch.Generator(), rule="x")
 
 
 def test_select_metric_samples_nothing_eligible():

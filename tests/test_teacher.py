@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from stvm.adapt.teacher import ema_update, should_update
+from stvm.adapt.teacher import ema_update, relative_drift, should_update, student_weight
 
 
 def net(fill: float) -> nn.Module:
@@ -56,3 +56,25 @@ def test_should_update_every_interval():
     assert should_update(3, 1) and not should_update(0, 1)
     with pytest.raises(ValueError):
         should_update(5, 0)
+
+
+def test_student_weight_readings():
+    assert student_weight(1e-3, "smoothing") == 1e-3
+    assert student_weight(1e-3, "refresh") == pytest.approx(0.999)
+    # 200 updates (20k iterations at interval 100): the source model's share of the teacher
+    assert (1 - student_weight(1e-3, "smoothing")) ** 200 == pytest.approx(0.8186, abs=1e-4)
+    assert (1 - student_weight(1e-3, "refresh")) ** 1 == pytest.approx(1e-3)
+    with pytest.raises(ValueError):
+        student_weight(0.5, "other")
+    with pytest.raises(ValueError):
+        student_weight(float("nan"), "smoothing")
+
+
+def test_relative_drift_measures_distance_from_the_reference():
+    t, s = net(1.0), net(3.0)
+    ref = [p.detach().clone() for p in t.parameters()]
+    assert float(relative_drift(t, ref)) == 0.0
+    ema_update(t, s, 0.5)  # every parameter 1 -> 2: |diff| / |ref| = 1
+    assert float(relative_drift(t, ref)) == pytest.approx(1.0)
+    with pytest.raises(ValueError):
+        relative_drift(t, ref[:1])

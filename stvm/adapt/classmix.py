@@ -165,7 +165,7 @@ class PatchBuffers(nn.Module):
     @torch.no_grad()
     def paste(
         self, images: Tensor, pseudo: Tensor, weight: Tensor, n: int, generator: torch.Generator
-    ) -> tuple[Tensor, Tensor, Tensor]:
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """MOCM mix: paste one random stored patch of each of ``n`` random classes onto every image.
 
         ``images`` ``(B, 3, H, W)`` float in [0, 1] (or uint8), ``pseudo`` ``(B, H, W)`` long,
@@ -173,8 +173,9 @@ class PatchBuffers(nn.Module):
         pixels, the pseudo-label becomes the patch's class and the weight its stored reliability;
         later pastes overwrite earlier ones (a per-pixel "last writer" index, no loop). Choices
         differ per image and come from ``generator``. With fewer non-empty classes than ``n`` the
-        existing ones are used; with none (or ``n = 0``) the outputs equal the inputs. Returns new
-        tensors (the inputs themselves when ``n <= 0``).
+        existing ones are used; with none (or ``n = 0``) the outputs equal the inputs. Returns
+        ``(image, pseudo, weight, pasted)``: new tensors (the inputs themselves when ``n <= 0``) and
+        the bool ``(B, H, W)`` map of pixels a patch covers (its mean is the logged coverage).
         """
         b, _, h, w = images.shape
         if (
@@ -188,7 +189,7 @@ class PatchBuffers(nn.Module):
             )
         n = min(n, self.n_classes)
         if n <= 0:
-            return images, pseudo, weight
+            return images, pseudo, weight, torch.zeros_like(pseudo, dtype=torch.bool)
         chosen, flat, ok = self._choose(b, n, generator)
         masks = self.mask_store[flat] & ok[:, :, None, None]  # (B, n, H, W)
         order = torch.arange(1, n + 1, device=masks.device).view(1, n, 1, 1)
@@ -213,4 +214,4 @@ class PatchBuffers(nn.Module):
         out_img = torch.where(pasted[:, None], patch, images)
         out_pseudo = torch.where(pasted, label.to(pseudo.dtype), pseudo)
         out_weight = torch.where(pasted, rel, weight)
-        return out_img, out_pseudo, out_weight
+        return out_img, out_pseudo, out_weight, pasted

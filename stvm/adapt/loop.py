@@ -84,7 +84,7 @@ from stvm.adapt.metric import (
     gather_pixels,
     select_metric_samples,
 )
-from stvm.adapt.teacher import ema_update, should_update
+from stvm.adapt.teacher import ema_update, relative_drift, should_update, student_weight
 from stvm.config import AdaptParams, section_dict
 from stvm.data.datasets import CropDataset, IterationBatches, list_stems, read_rgb
 from stvm.evaluate.inference import IMAGENET_MEAN, IMAGENET_STD, normalize
@@ -108,7 +108,8 @@ from stvm.runtime import (
 )
 from stvm.train import make_loader, set_poly_lr
 
-PLOT_COLUMNS = ["iteration", "loss", "loss_metric", "lr", "reliability", "metric_fraction", "buffer_fill"]
+PLOT_COLUMNS = ["iteration", "loss", "loss_metric", "lr", "reliability", "metric_fraction", "metric_samples",
+                "buffer_fill", "mocm_coverage", "teacher_drift"]
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,11 @@ class Variant:
     metric: bool
     mocm: bool
     trains: bool = True  # False: AdaBN, the source model with target BN statistics and no steps
+
+    def trains_metric(self, cfg: AdaptParams) -> bool:
+        """M is trained when its reliability is used, and as a probe beside a mean teacher that does
+        not use it (ST_MT with ``metric_probe``: Table VII's ST_MT row)."""
+        return self.metric or (self.mean_teacher and cfg.metric_probe)
 
 
 VARIANTS = {
@@ -144,6 +150,7 @@ class Nets:
     thresholds: ClassThresholds | None = None
     buffers: PatchBuffers | None = None
     train_forward: torch.nn.Module | None = None  # the student's DDP wrapper under torchrun (not saved)
+    source_params: list[torch.Tensor] | None = None  # the source model's weights (teacher drift; not saved)
 
     def state(self) -> dict[str, Any]:
         parts = {"student": self.student, "teacher": self.teacher, "opt": self.opt, "metric": self.metric,
@@ -171,8 +178,8 @@ def build_nets(cfg: AdaptParams, v: Variant, source_model: Path, dev: torch.devi
         [{"params": f_params, "lr": cfg.lr, "base_lr": cfg.lr}, {"params": c_params, "lr": cfg.lr_head, "base_lr": cfg.lr_head}],
         lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=True,
     )
-    nets = Nets(student, teacher, opt)
-    if v.metric:
+    nets = Nets(student, teacher, opt, source_params=[q.detach().float().clone() for q in student.parameters()])
+    if v.trains_metric(cfg):
         g = torch.Generator().manual_seed(seed)
         head = build_head(meta["arch"], student.feature_channels, cfg.n_f)
         nets.metric = MetricHead(head, student.num_classes, cfg.n_f, generator=g).to(dev)
@@ -192,11 +199,23 @@ def _target_batches(images: Path, batch_size: int, dev: torch.device):
         yield torch.stack([normalize(read_rgb(images / f"{s}.png")) for s in stems[i : i + batch_size]]).to(dev)
 
 
+METRIC_STREAM = 2**52  # offset of the metric-sampling generator's seed (ranks below 4096 never collide)
+
+
 def adapt_step(cfg: AdaptParams, v: Variant, nets: Nets, img_u8: torch.Tensor, it: int, seed: int,
                rank: int = 0) -> dict[str, torch.Tensor]:
-    """One STvM iteration on a batch of clean target crops (uint8); returns device scalars to log."""
+    """One STvM iteration on a batch of clean target crops (uint8); returns device scalars to log.
+
+    Phases, as III-B..D order them: teacher pseudo-labels on the clean crop; M trained and the
+    reliability w read (MGS); photometric noise, then MOCM pastes from the buffers as they were
+    before this batch; the reliability-weighted CE step (Eq. 5); this batch's reliable patches
+    pushed; the teacher's EMA step. Two generators keyed on (seed, iteration, rank): one for the
+    student's input (noise, pastes), one for M's samples, so a variant with or without M sees the
+    same noise.
+    """
     dev = img_u8.device
-    gen = torch.Generator(device=dev).manual_seed(ddp.rank_seed(seed * 1_000_003 + it, rank))
+    key = ddp.rank_seed(seed * 1_000_003 + it, rank)
+    gen = torch.Generator(device=dev).manual_seed(key)
     mean, std = IMAGENET_MEAN.to(dev).view(1, 3, 1, 1), IMAGENET_STD.to(dev).view(1, 3, 1, 1)
     x01 = img_u8.float() / 255.0
     # Teacher path: pseudo-labels for every pixel from the clean image (no gradient).
@@ -207,18 +226,26 @@ def adapt_step(cfg: AdaptParams, v: Variant, nets: Nets, img_u8: torch.Tensor, i
     logits = F.interpolate(low, size=x01.shape[-2:], mode="bilinear", align_corners=False)
     pseudo = logits.argmax(1)
     weight = torch.ones_like(pseudo, dtype=torch.float32)
-    log = {"loss_metric": torch.zeros((), device=dev), "metric_fraction": torch.zeros((), device=dev)}
-    if v.metric:
+    zero = torch.zeros((), device=dev)
+    log = {"loss_metric": zero, "metric_fraction": zero, "metric_samples": zero}
+    candidates = None
+    if nets.metric is not None:
         if cfg.metric_input == "student":  # open choice: M on the student's current F features instead
             with torch.no_grad(), autocast(dev):
                 feats = nets.student.features((x01 - mean) / std)
-        weight, log = metric_step(cfg, nets, feats.float(), low, pseudo, gen, x01)
+        gen_m = torch.Generator(device=dev).manual_seed(key + METRIC_STREAM)
+        w, d, log = metric_step(cfg, nets, feats.float(), low, pseudo, gen_m)
+        if v.metric:  # ST_MT's probe M is trained and logged, never used
+            weight = w
+            candidates = _all_candidates(x01, pseudo, weight, d, nets.student.num_classes)
     # Student path: photometric noise, then MOCM, then the reliability-weighted CE (Eq. 5).
     xs = photometric(x01, gen) if v.augment else x01
+    pseudo_s, weight_s, coverage = pseudo, weight, zero
     if nets.buffers is not None:
-        xs, pseudo_s, weight_s = nets.buffers.paste(xs, pseudo, weight, cfg.n_mocm, gen)
-    else:
-        pseudo_s, weight_s = pseudo, weight
+        if cfg.mocm_push == "before_paste":
+            nets.buffers.push(*candidates, cfg.tau_mocm)
+        xs, pseudo_s, weight_s, pasted = nets.buffers.paste(xs, pseudo, weight, cfg.n_mocm, gen)
+        coverage = pasted.float().mean()
     nets.student.train()
     if cfg.bn_mode == "frozen":
         freeze_bn(nets.student)
@@ -229,20 +256,33 @@ def adapt_step(cfg: AdaptParams, v: Variant, nets: Nets, img_u8: torch.Tensor, i
     loss.backward()
     nets.opt.step()
     ddp.sync_buffers(nets.student, average=dev.type != "cuda")
+    if nets.buffers is not None and cfg.mocm_push == "after_paste":
+        nets.buffers.push(*candidates, cfg.tau_mocm)
     if v.mean_teacher and should_update(it + 1, cfg.ema_interval):
-        ema_update(nets.teacher, nets.student, cfg.ema_lambda)
-    fill = nets.buffers.fill_fraction() if nets.buffers is not None else torch.zeros((), device=dev)
-    return {"loss": loss.detach(), **log, "reliability": weight.mean(), "buffer_fill": fill}
+        ema_update(nets.teacher, nets.student, student_weight(cfg.ema_lambda, cfg.ema_reading))
+    fill = nets.buffers.fill_fraction() if nets.buffers is not None else zero
+    return {"loss": loss.detach(), **log, "reliability": weight.mean(), "buffer_fill": fill,
+            "mocm_coverage": coverage}
 
 
 def metric_step(cfg: AdaptParams, nets: Nets, feats: torch.Tensor, low: torch.Tensor, pseudo: torch.Tensor,
-                gen: torch.Generator, clean_images: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Train M and the proxies on this batch's metric pseudo-labels; return the reliability map."""
+                gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+    """Train M and the proxies on this batch's metric pseudo-labels (Eq. 1-3); return the
+    reliability map w (Eq. 4), the distance of every pixel to its pseudo-label's proxy (for MOCM),
+    and the scalars to log. w and the distances come from M in eval mode (no dropout, running BN
+    statistics: DeepLabV3's head has both), read before this step's update."""
     prob = low.softmax(1)
     conf, pred = prob.max(1)
     nets.thresholds.update(ddp.all_gather_cat(conf), ddp.all_gather_cat(pred), cfg.q_m)  # global batch
-    sel = select_metric_samples(pred, conf, nets.thresholds.tau, cfg.samples_per_class, gen)
-    dist = nets.metric.distances(nets.metric(feats.detach()))  # (B, C, h, w)
+    sel = select_metric_samples(pred, conf, nets.thresholds.tau, cfg.samples_per_class, gen, cfg.metric_sampling)
+    feats = feats.detach()
+    noisy = _train_mode_differs(nets.metric)
+    if noisy:
+        with torch.no_grad():
+            nets.metric.eval()
+            dist_eval = nets.metric.distances(nets.metric(feats))
+    nets.metric.train()
+    dist = nets.metric.distances(nets.metric(feats))  # (B, C, h, w)
     loss_m = nca_loss(gather_pixels(dist, sel.indices), sel.labels, cfg.temperature, sel.valid)
     if ddp.world_size() > 1:  # averaged gradients = gradient of the mean over all ranks' samples
         loss_m = loss_m * ddp.global_count_weight(sel.valid.sum())
@@ -252,13 +292,17 @@ def metric_step(cfg: AdaptParams, nets: Nets, feats: torch.Tensor, low: torch.Te
     nets.opt_metric.step()
     ddp.sync_buffers(nets.metric, average=feats.device.type != "cuda")
     with torch.no_grad():
-        d = distance_to_prediction(dist.detach(), pseudo)
+        d = distance_to_prediction(dist_eval if noisy else dist.detach(), pseudo)
         weight = reliability(d, cfg.alpha, cfg.beta)
-        if nets.buffers is not None:
-            candidates = _all_candidates(clean_images, pseudo, weight, d, nets.buffers.n_classes)
-            nets.buffers.push(*candidates, cfg.tau_mocm)
     frac = (conf > nets.thresholds.tau[pred]).float().mean()
-    return weight, {"loss_metric": loss_m.detach(), "metric_fraction": frac}
+    n_samples = sel.valid.sum().float()
+    return weight, d, {"loss_metric": loss_m.detach(), "metric_fraction": frac, "metric_samples": n_samples}
+
+
+def _train_mode_differs(module: torch.nn.Module) -> bool:
+    """True when ``module`` computes something else in train mode (dropout, batch-statistics BN)."""
+    kinds = (torch.nn.Dropout, torch.nn.Dropout2d, torch.nn.modules.batchnorm._BatchNorm)
+    return any(isinstance(m, kinds) for m in module.modules())
 
 
 def _all_candidates(images: torch.Tensor, pseudo: torch.Tensor, weight: torch.Tensor, d: torch.Tensor,
@@ -326,6 +370,7 @@ def adapt(
         if done % cfg.log_every == 0 or done == cfg.iterations:
             n = done - max(start, (done - 1) // cfg.log_every * cfg.log_every)  # iterations in sums
             row = _log_row(sums, logs["buffer_fill"], n, guard, f"adapt {variant}")
+            row["teacher_drift"] = float(relative_drift(nets.teacher, nets.source_params))
             sums = None
             progress.line(done, {"loss": row["loss"], "w": row["reliability"], "lr": lr})
             if plots is not None:
@@ -445,7 +490,12 @@ def open_choices(cfg: AdaptParams) -> dict[str, str]:
         "iterations": f"{cfg.iterations} (paper does not state the budget)",
         "evaluated_network": f"{cfg.evaluated_network} (paper does not say; see README 'Open choices')",
         "metric_input": f"{cfg.metric_input} F features on the clean image, detached (paper III-C: teacher)",
-        "ema": f"every {cfg.ema_interval} it, lambda {cfg.ema_lambda}; M keeps training on the moving teacher's features",
+        "ema": f"every {cfg.ema_interval} it, lambda {cfg.ema_lambda} read as '{cfg.ema_reading}' (student weight "
+               f"{student_weight(cfg.ema_lambda, cfg.ema_reading):g}); M keeps training on the moving teacher's features",
+        "metric_sampling": f"{cfg.metric_sampling}, {cfg.samples_per_class} per class (III-C: 'equal number of "
+                           f"samples in each class')",
+        "mocm_push": f"{cfg.mocm_push} (a batch's own patches are {'never' if cfg.mocm_push == 'after_paste' else 'also'}"
+                     f" pasted onto it)",
         "batchnorm": f"init {cfg.bn_init} statistics, {cfg.bn_mode} during adaptation (paper does not say; "
                      f"see README 'Open choices')",
     }

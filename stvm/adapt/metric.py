@@ -153,18 +153,30 @@ class MetricSamples(NamedTuple):
     valid: Tensor
 
 
-def select_metric_samples(
-    pred: Tensor, prob_max: Tensor, tau: Tensor, n_per_class: int, generator: torch.Generator
-) -> MetricSamples:
-    """Eq. 1 metric pseudo-labels (``prob_max > tau[pred]``), then an EQUAL random number per class.
+SAMPLING_RULES = ("per_class", "min_count")
 
-    The per-class count is ``k = min(n_per_class, min over classes with >= 1 eligible pixel of their
-    eligible count)`` - the paper's "equal number of samples in each class" - so a rare confident
-    class lowers k for all classes rather than being swamped. Sampling is uniform without
-    replacement inside each class, via random keys from ``generator`` and one (class, key) sort; the
-    output has a fixed size ``C * n_per_class`` with a ``valid`` mask, so there is no host sync.
+
+def select_metric_samples(
+    pred: Tensor, prob_max: Tensor, tau: Tensor, n_per_class: int, generator: torch.Generator,
+    rule: str = "per_class",
+) -> MetricSamples:
+    """Eq. 1 metric pseudo-labels (``prob_max > tau[pred]``), then an EQUAL number per class.
+
+    ``rule`` says how "an equal number of samples in each class" (III-C) is met:
+
+    * ``per_class`` (default): every class with >= 1 eligible pixel gets ``n_per_class`` samples:
+      a random subset when it has at least that many eligible pixels, otherwise each of its
+      pixels repeated in turn (``j mod count``), so M always trains on ``n_per_class`` samples of
+      every present class;
+    * ``min_count``: ``k = min(n_per_class, min over present classes of their eligible count)``
+      distinct pixels per class, so the rarest confident class sets k for all (often 1-2 pixels).
+
+    The order inside a class comes from random keys drawn with ``generator`` and one (class, key)
+    sort; the output has a fixed size ``C * n_per_class`` with a ``valid`` mask (no host sync).
     ``generator`` may live on any device (keys are drawn there and moved).
     """
+    if rule not in SAMPLING_RULES:
+        raise ValueError(f"rule must be one of {SAMPLING_RULES}, got {rule!r}")
     if pred.shape != prob_max.shape:
         raise ValueError(f"pred {tuple(pred.shape)} and prob_max {tuple(prob_max.shape)} differ")
     n_cls = tau.shape[0]
@@ -182,10 +194,15 @@ def select_metric_samples(
     keys = rand_on(generator, (n_pix,), cls.device)
     perm = _sort_by_class(cls, keys, descending=False)
     counts, starts = _class_counts(cls, n_cls)
-    big = torch.iinfo(counts.dtype).max
-    k = torch.where(counts > 0, counts, torch.full_like(counts, big)).min().clamp(max=n_per_class)
-    valid = (j[None, :] < k) & (counts[:, None] > 0)  # (C, n)
-    pos = (starts[:, None] + j[None, :]).clamp(max=n_pix - 1)
+    if rule == "per_class":
+        valid = (counts[:, None] > 0).expand(n_cls, n_per_class)
+        offset = j[None, :] % counts.clamp_min(1)[:, None]
+    else:
+        big = torch.iinfo(counts.dtype).max
+        k = torch.where(counts > 0, counts, torch.full_like(counts, big)).min().clamp(max=n_per_class)
+        valid = (j[None, :] < k) & (counts[:, None] > 0)  # (C, n)
+        offset = j[None, :].expand(n_cls, n_per_class)
+    pos = (starts[:, None] + offset).clamp(max=n_pix - 1)
     indices = torch.where(valid, perm[pos], torch.zeros_like(pos))
     return MetricSamples(indices.reshape(-1), labels, valid.reshape(-1))
 
