@@ -129,6 +129,9 @@ class EvaluateParams:
     flip: bool = _f(False, "Average with the horizontally flipped input.")
     batch_size: int = _f(1, "Evaluation batch size.", min=1)
     save_predictions: bool = _f(False, "Also write trainId and colourised prediction PNGs.")
+    silhouette_pixels: int = _f(
+        20000, "Table VII: stride-8 val pixels the silhouette is computed on (all when fewer; else a uniform "
+        "sample of this many).", min=2)
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,7 @@ def evaluate_stage(
         model, images, labels, protocol=protocol, input_size=input_size, scales=cfg.scales, flip=cfg.flip,
         device=dev, pred_dir=pred_dir, color_dir=color_dir, show_progress=show_progress,
     )
-    extra = _metric_space(model, meta, images, labels, dev, input_size)
+    extra = _metric_space(model, meta, images, labels, dev, input_size, cfg.silhouette_pixels)
     metrics = {
         **flatten_metrics(scores),
         **extra,
@@ -63,10 +63,10 @@ def evaluate_stage(
     return metrics
 
 
-def _metric_space(model, meta: dict, images: Path, labels: Path, dev, input_size) -> dict[str, Any]:
+def _metric_space(model, meta: dict, images: Path, labels: Path, dev, input_size, max_pixels: int) -> dict[str, Any]:
     """Silhouette of the metric network's features (Table VII) when the checkpoint carries one."""
     if "metric_head" not in meta.get("extras", []):
         return {}
     from stvm.evaluate.silhouette import silhouette_for_checkpoint
 
-    return silhouette_for_checkpoint(model, meta, images, labels, dev, input_size)
+    return silhouette_for_checkpoint(model, meta, images, labels, dev, input_size, max_pixels)
