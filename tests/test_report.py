@@ -215,7 +215,7 @@ def test_report_numbers_equal_the_metrics_files(run_tree, report):
         per_class = {r["method"]: r for r in _rows(page.tables["table1_per_class"]) if r["source"] == "this run"}
         assert per_class[run]["Road"] == f"{np.mean([m['iou/road'] for m in seeds]):.1f}"
     sil = {r["method"]: r for r in _rows(page.tables["table7_silhouette"]) if r["source"] == "this run"}
-    assert set(sil) == {"STvM"}  # only the STvM checkpoint carries a metric network
+    assert set(sil) == {"ST_MT", "STvM"}  # STvM and ST_MT's probe carry a metric network (Source does not)
     cm = [_metrics(run_tree, "STvM", s)["silhouette/class_mean"] for s in (0, 1)]
     assert sil["STvM"]["class mean"] == f"{np.mean(cm):.1f}"
     wall = {(r["stage"], r["run"], r["seed"]): r["wall seconds"] for r in _rows(page.tables["wall_time"])}

@@ -23,7 +23,10 @@ ADAPT_CURVES = {
     "lr": "learning rate of F",
     "reliability": "mean reliability w (Eq. 4)",
     "metric_fraction": "fraction of pixels in metric pseudo-labels",
+    "metric_samples": "pixels M trained on per iteration (class-balanced)",
     "buffer_fill": "MOCM buffer fill (fraction of slots)",
+    "mocm_coverage": "fraction of student pixels covered by MOCM patches",
+    "teacher_drift": "teacher's distance from the source weights (relative L2)",
 }
 
 
@@ -58,7 +61,7 @@ def curve_figures(res: Results) -> list[render.Figure]:
         if not series:
             continue
         img = figures.line_chart(series, f"Adaptation (seed {seed}): {label}", "iteration", col)
-        how = "value at the end of each logging interval" if col in ("lr", "buffer_fill") else \
+        how = "value at the end of each logging interval" if col in ("lr", "buffer_fill", "teacher_drift") else \
             "mean over each logging interval"
         out.append(render.Figure(f"adapt_{col}", f"Adaptation {col}", figures.png_bytes(img),
                                  f"results/models/<variant>/seed{seed}/plots/adapt.csv, column '{col}' ({how})."))
