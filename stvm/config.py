@@ -165,6 +165,7 @@ class Params:
     report: ReportParams = field(default_factory=ReportParams)
     variants: list[str] = field(default_factory=lambda: ["ST_MT", "STvM"])
     seeds: list[int] = field(default_factory=lambda: [0])
+    source_seed: int = 0
 
 
 def _check_value(key: str, tp: Any, value: Any, meta: Any) -> Any:
@@ -230,7 +231,7 @@ def params_from_dict(raw: Any) -> Params:
         if dataclasses.is_dataclass(tp):
             out[name] = _build_section(tp, name, raw[name])
         else:
-            out[name] = _check_value(name, tp, raw[name], {})
+            out[name] = _check_value(name, tp, raw[name], {"min": 0} if name in ("seeds", "source_seed") else {})
     for v in out.get("variants", []):
         if v not in VARIANTS:
             raise StvmError(None, f"variants: unknown variant {v!r} (known: {', '.join(VARIANTS)})")

@@ -117,7 +117,7 @@ def test_adapt_is_source_free_in_dvc_yaml():
     stage = _adapt_stage(yaml.safe_load((ROOT / "dvc.yaml").read_text()))
     data_deps = [d for d in stage["deps"] if not d.startswith("stvm/")]
     assert sorted(data_deps) == sorted([
-        "results/models/Source/seed${item.seed}/model.pt", "data/prepared/target/train/images"])
+        "results/models/Source/seed${source_seed}/model.pt", "data/prepared/target/train/images"])
     assert "labels" not in stage["cmd"] and "prepared/source" not in stage["cmd"]
 
 
@@ -126,7 +126,9 @@ def test_adapt_is_source_free_in_snakefile():
     block = text[text.index("rule adapt:"):]
     inputs = block[block.index("input:"): block.index("output:")]
     paths = re.findall(r'"([^"]+)"', inputs)
-    assert sorted(paths) == sorted(["results/models/Source/seed{seed}/model.pt", "data/prepared/target/train/images"])
+    assert "source_model=SOURCE_MODEL" in inputs and 'SOURCE_MODEL = f"results/models/Source/seed{config' in (
+        ROOT / "workflow/rules/common.smk").read_text()
+    assert sorted(paths) == ["data/prepared/target/train/images"]
 
 
 

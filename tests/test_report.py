@@ -358,3 +358,13 @@ def test_synth_generator_listed_only_when_the_data_came_from_it(run_tree):
     shutil.copy(run_tree / "data/raw/synth/synth.json", other)
     res = collect_results(run_tree / "results/eval", run_tree / "results/models", run_tree / "data/prepared", other)
     assert res.synth is None and "synth" not in res.files
+
+
+def test_seed_design_is_read_from_the_adapt_metrics():
+    from stvm.report.tables import Results, seed_design
+
+    shared = Results(train={"Source": {0: {}}, "STvM": {s: {"source_seed": 0} for s in (0, 1, 2)}})
+    assert "Adaptation seeds 0, 1, 2 all start from one source model (seed 0)" in seed_design(shared)
+    per_seed = Results(train={"STvM": {s: {"source_seed": s} for s in (0, 1)}})
+    assert "per-seed-source design" in seed_design(per_seed)
+    assert seed_design(Results()) == ""

@@ -478,7 +478,8 @@ def _finish(cfg, variant, v, nets, meta, out, seed, wall, dev, world: int = 1,
         net, out / "model.pt", protocol=meta.get("protocol", 19), stage="adapt", variant=variant, seed=seed,
         source=meta.get("init", ""), choices=choices, params=section_dict(cfg), **extra,
     )
-    metrics = {"variant": variant, "iterations": cfg.iterations if iterations is None else iterations,
+    metrics = {"variant": variant, "source_seed": meta.get("seed"),
+               "iterations": cfg.iterations if iterations is None else iterations,
                "wall_seconds": round(wall, 2), "device": dev, "seed": seed, "world_size": world, "choices": choices}
     write_json(out / "adapt_metrics.json", metrics)
     return metrics

@@ -78,19 +78,22 @@ def panel_figure(cfg: ReportParams, res: Results, models_root: Path, prepared_ro
     from stvm.report.panels import qualitative_panel
 
     run = panel_run(res)
-    seeds = set(res.evals.get("Source", {})) & (set(res.evals[run]) if run else set(res.evals.get("Source", {})))
-    if not seeds:
+    src_seeds = set(res.evals.get("Source", {}))
+    run_seeds = set(res.evals[run]) if run else src_seeds
+    if not src_seeds or not run_seeds:
         return None
-    seed = min(seeds)
+    # the same seed for both when they share one; else the one source model and the first adaptation seed
+    both = src_seeds & run_seeds
+    src_seed, seed = (min(both), min(both)) if both else (min(src_seeds), min(run_seeds))
     size = tuple(res.evals[run or "Source"][seed].get("evaluation", {}).get("input_size", ()))
     if len(size) != 2:
         size = tuple(res.manifests["target"].get("size", (0, 0)))
     val = prepared_root / "target" / "val"
     img, stems = qualitative_panel(
-        val / "images", val / "labels", models_root / "Source" / f"seed{seed}" / "model.pt",
+        val / "images", val / "labels", models_root / "Source" / f"seed{src_seed}" / "model.pt",
         models_root / run / f"seed{seed}" / "model.pt" if run else None, run, cfg.panels,
         (int(size[0]), int(size[1])), cfg.tile_width, torch.device(device))
-    caption = (f"Seed {seed}; images {', '.join(stems)} of data/prepared/target/val at the evaluation input size "
+    caption = (f"Source seed {src_seed}, adaptation seed {seed}; images {', '.join(stems)} of data/prepared/target/val at the evaluation input size "
                f"{size[0]}x{size[1]}; labels in the Cityscapes palette, black = ignore; maps in viridis, 0 to 1.")
     return render.Figure("qualitative", "Qualitative results", figures.png_bytes(img), caption)
 

@@ -303,7 +303,23 @@ def variance_table(res: Results, key: str = "miou") -> Table:
         rows.append([PAPER, r[0], pm[0] if pm else None, pm[1] if pm else None, paper.number(r[2]), None])
     cols = ["source", "method", "mean", "std", "min", "seeds"]
     return Table("table6_variance", "Variance over seeds (Table VI)", cols, rows,
-                 note="Paper: GTA5 → Cityscapes, DeepLabV2-R101, five seeds. Std is the sample std.", decimals=2)
+                 note=f"{seed_design(res)} Paper: GTA5 → Cityscapes, DeepLabV2-R101, five adaptation seeds "
+                      f"(after URMA). Std is the sample std.", decimals=2)
+
+
+def seed_design(res: Results) -> str:
+    """Which seed design the adapted runs follow, from the source seed each adapt_metrics.json records."""
+    pairs = {(s, m.get("source_seed")) for run, per in res.train.items() if run != "Source"
+             for s, m in per.items()}
+    if not pairs:
+        return ""
+    sources = sorted({src for _, src in pairs if src is not None})
+    if len(sources) == 1:
+        return (f"Adaptation seeds {', '.join(str(s) for s in sorted({s for s, _ in pairs}))} all start from one "
+                f"source model (seed {sources[0]}), as the paper's Table VI; the Source row is that one model.")
+    if all(s == src for s, src in pairs):
+        return "Each adaptation seed starts from its own source model (per-seed-source design)."
+    return "Adaptation runs start from source models " + ", ".join(f"{src} (seed {s})" for s, src in sorted(pairs)) + "."
 
 
 def silhouette_table(res: Results) -> Table:

@@ -1,7 +1,7 @@
 # Source-free by construction: the only inputs are the source model and the target *images*.
 rule adapt:
     input:
-        source_model="results/models/Source/seed{seed}/model.pt",
+        source_model=SOURCE_MODEL,
         target_images="data/prepared/target/train/images",
     output:
         "results/models/{variant}/seed{seed}/model.pt",

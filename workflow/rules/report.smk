@@ -1,6 +1,6 @@
 import glob
 
-# The report reads every metrics and plots file of the run, the first seed's models (the
+# The report reads every metrics and plots file of the run, the source model and the first seed's models (the
 # qualitative panel shows Source and STvM, or the last variant run: stvm/report/stage.py), and the
 # target val set. params.yaml is an input because the report prints its hash.
 
@@ -9,14 +9,17 @@ rule report:
     input:
         evals=expand(
             "results/eval/{run}/seed{seed}/{name}.json",
-            run=["Source", *config["variants"]],
+            run=config["variants"],
             seed=config["seeds"],
             name=["metrics", "confusion"],
         ),
+        source_evals=expand(
+            "results/eval/Source/seed{seed}/{name}.json", seed=[config["source_seed"]], name=["metrics", "confusion"]
+        ),
         train=expand(
             "results/models/Source/seed{seed}/{name}",
-            seed=config["seeds"],
-            name=["train_metrics.json", "plots/train.csv"],
+            seed=[config["source_seed"]],
+            name=["train_metrics.json", "plots/train.csv", "model.pt"],
         ),
         adapt=expand(
             "results/models/{variant}/seed{seed}/{name}",
@@ -24,8 +27,7 @@ rule report:
             seed=config["seeds"],
             name=["adapt_metrics.json", "plots/adapt.csv"],
         ),
-        models=expand("results/models/{run}/seed{seed}/model.pt", run=["Source", *config["variants"]],
-                      seed=config["seeds"][:1]),
+        models=expand("results/models/{run}/seed{seed}/model.pt", run=config["variants"], seed=config["seeds"][:1]),
         manifests=expand("data/prepared/{role}/manifest.json", role=["source", "target"]),
         val_images="data/prepared/target/val/images",
         val_labels="data/prepared/target/val/labels",
