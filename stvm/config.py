@@ -108,6 +108,9 @@ class AdaptParams:
     tau_mocm: float = _f(0.8, "MOCM patch acceptance distance threshold (III-D; IV-B: 0.8).", min=0.0)
     n_mocm: int = _f(10, "Patches pasted per image N_MOCM (III-D: 10).", min=0)
     buffer_size: int = _f(50, "Per-class FIFO patch buffer size (IV-B: 50).", min=1)
+    mocm_noise: Literal["before_paste", "after_paste"] = _f(
+        "before_paste", "Photometric noise before MOCM (III-D's order: pasted patches stay clean) or after it "
+        "(the pasted pixels get the noise too; open choice).")
     mocm_push: Literal["after_paste", "before_paste"] = _f(
         "after_paste", "When this batch's patches enter the MOCM buffers: after its own paste (never pasted "
         "onto itself) or before it (the earlier wiring, kept for comparison).")

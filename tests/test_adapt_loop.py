@@ -7,6 +7,7 @@ import torch
 import yaml
 
 from stvm.adapt.loop import VARIANTS, adapt, adapt_step, build_nets
+from stvm.evaluate.inference import IMAGENET_MEAN, IMAGENET_STD
 from stvm.io import load_checkpoint
 from stvm.models.weights import load_model_checkpoint
 from tests.test_train import same_weights
@@ -233,6 +234,25 @@ def test_metric_weights_come_from_m_in_eval_mode(source):
 
 
 def normalize_batch(img_u8):
-    from stvm.evaluate.inference import IMAGENET_MEAN, IMAGENET_STD
-
     return (img_u8.float() / 255.0 - IMAGENET_MEAN.view(1, 3, 1, 1)) / IMAGENET_STD.view(1, 3, 1, 1)
+
+
+@pytest.mark.parametrize("order", ["before_paste", "after_paste"])
+def test_photometric_noise_before_or_after_the_pastes(source, order):
+    cfg, nets = _nets(source, tau_mocm=10.0, n_mocm=3, mocm_noise=order)
+    v = VARIANTS["STvM"]
+    adapt_step(cfg, v, nets, _crops(seed=1), 0, 0)  # fills the buffers
+    mixed, seen = [], []
+    paste = nets.buffers.paste
+    nets.buffers.paste = lambda *a: mixed.append(paste(*a)) or mixed[-1]
+    hook = _record_inputs(nets.student, seen)
+    adapt_step(cfg, v, nets, _crops(seed=2), 1, 0)
+    hook.remove()
+    image, _, _, pasted = mixed[0]
+    assert pasted.any()
+    student_at_patches = seen[0].permute(0, 2, 3, 1)[pasted]
+    clean_patches = ((image - IMAGENET_MEAN.view(1, 3, 1, 1)) / IMAGENET_STD.view(1, 3, 1, 1)).permute(0, 2, 3, 1)[pasted]
+    if order == "before_paste":  # III-D: noise first, so the pasted pixels reach the student clean
+        assert torch.allclose(student_at_patches, clean_patches, atol=1e-5)
+    else:
+        assert not torch.allclose(student_at_patches, clean_patches, atol=1e-3)

@@ -239,13 +239,16 @@ def adapt_step(cfg: AdaptParams, v: Variant, nets: Nets, img_u8: torch.Tensor, i
             weight = w
             candidates = _all_candidates(x01, pseudo, weight, d, nets.student.num_classes)
     # Student path: photometric noise, then MOCM, then the reliability-weighted CE (Eq. 5).
-    xs = photometric(x01, gen) if v.augment else x01
+    noise_first = v.augment and (nets.buffers is None or cfg.mocm_noise == "before_paste")
+    xs = photometric(x01, gen) if noise_first else x01
     pseudo_s, weight_s, coverage = pseudo, weight, zero
     if nets.buffers is not None:
         if cfg.mocm_push == "before_paste":
             nets.buffers.push(*candidates, cfg.tau_mocm)
         xs, pseudo_s, weight_s, pasted = nets.buffers.paste(xs, pseudo, weight, cfg.n_mocm, gen)
         coverage = pasted.float().mean()
+        if v.augment and not noise_first:
+            xs = photometric(xs, gen)
     nets.student.train()
     if cfg.bn_mode == "frozen":
         freeze_bn(nets.student)
@@ -495,6 +498,7 @@ def open_choices(cfg: AdaptParams) -> dict[str, str]:
                f"{student_weight(cfg.ema_lambda, cfg.ema_reading):g}); M keeps training on the moving teacher's features",
         "metric_sampling": f"{cfg.metric_sampling}, {cfg.samples_per_class} per class (III-C: 'equal number of "
                            f"samples in each class')",
+        "mocm_noise": f"photometric noise {cfg.mocm_noise.replace('_', ' ')} (III-D: before)",
         "mocm_push": f"{cfg.mocm_push} (a batch's own patches are {'never' if cfg.mocm_push == 'after_paste' else 'also'}"
                      f" pasted onto it)",
         "batchnorm": f"init {cfg.bn_init} statistics, {cfg.bn_mode} during adaptation (paper does not say; "
