@@ -1,4 +1,5 @@
-"""``stvm bench``: throughput, peak memory and loop overhead. A benchmark, never imported by tests.
+"""``stvm bench``: throughput, peak memory and loop overhead. A benchmark: no test asserts a figure
+(tools/gpu_check.py collects them into a JSON; its dry run only checks they are computed).
 
 Loop overhead = (time of one iteration of our real training loop, with data loading from PNG
 files, augmentation, logging and checkpoint bookkeeping) / (time of a bare forward + backward +
@@ -98,46 +99,73 @@ def _run_loop(stage: str, arch: str, crop: int, batch: int, n: int, dev: torch.d
                      device=str(dev), show_progress=False)
 
 
+def reset_peak(dev: torch.device) -> None:
+    """Start a new peak-GPU-memory window (no-op on CPU)."""
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+
+
+def peak_gib(dev: torch.device) -> float | None:
+    """Peak GPU memory allocated since the last ``reset_peak`` in GiB (None on CPU)."""
+    return torch.cuda.max_memory_allocated(dev) / 2**30 if dev.type == "cuda" else None
+
+
+def train_figures(arch: str, width: int, height: int, batch: int, iters: int, dev: torch.device) -> dict:
+    """Source-training figures: bare and real-loop seconds per step, GFLOP/step, TFLOP/s, peak memory."""
+    crop = min(width, height)
+    reset_peak(dev)
+    with tempfile.TemporaryDirectory() as tmp:
+        data = _fake_prepared(Path(tmp), 16, width, height)
+        bare, gflops = bare_step_seconds(arch, crop, batch, iters, dev)
+        loop = loop_seconds("train", arch, crop, batch, iters, dev, data)
+    return {"bare_s": bare, "loop_s": loop, "it_per_s": 1.0 / loop, "gflop_per_step": gflops,
+            "tflops": gflops / bare / 1e3, "peak_gpu_gib": peak_gib(dev)}
+
+
+def peak_tflops(name: str) -> float | None:
+    """Dense bf16 peak of a known device name (None when unknown)."""
+    return next((v for k, v in PEAK_TFLOPS.items() if k in name), None)
+
+
 def run_bench(stage: str, arch: str, width: int, height: int, batch: int, iters: int, device: str) -> None:
     """Print the benchmark figures (train or adapt stage) for one model and size."""
     dev = resolve_device(device)
-    crop = min(width, height)
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
-    print(f"device: {name} | torch {torch.__version__} | arch {arch} | image {width}x{height} crop {crop} batch {batch}")
+    print(f"device: {name} | torch {torch.__version__} | arch {arch} | image {width}x{height} "
+          f"crop {min(width, height)} batch {batch}")
     if stage == "adapt":
         from stvm.adapt.bench import run_adapt_bench
 
         run_adapt_bench(arch, width, height, batch, iters, dev)
         return
-    with tempfile.TemporaryDirectory() as tmp:
-        data = _fake_prepared(Path(tmp), 16, width, height)
-        bare, gflops = bare_step_seconds(arch, crop, batch, iters, dev)
-        loop = loop_seconds(stage, arch, crop, batch, iters, dev, data)
-        eval_ips = eval_images_per_second(arch, width, height, iters, dev)
+    f = train_figures(arch, width, height, batch, iters, dev)
+    eval_ips = eval_images_per_second(arch, width, height, iters, dev)
+    bare, loop = f["bare_s"], f["loop_s"]
     print(f"train step (bare fwd+bwd+step): {bare * 1e3:.1f} ms  = {batch / bare:.2f} img/s")
     print(f"train step (our loop, all included): {loop * 1e3:.1f} ms = {batch / loop:.2f} img/s")
     print(f"loop overhead: {loop / bare:.3f}x (target <= 1.10)")
     print(f"evaluation (single scale, {width}x{height}): {eval_ips:.2f} img/s")
-    print(f"model: {gflops:.1f} GFLOP per training step")
+    print(f"model: {f['gflop_per_step']:.1f} GFLOP per training step")
     if dev.type == "cuda":
-        tflops = gflops / bare / 1e3
-        peak = next((v for k, v in PEAK_TFLOPS.items() if k in name), None)
+        tflops, peak = f["tflops"], peak_tflops(name)
         print(f"achieved: {tflops:.1f} TFLOP/s" + (f" of {peak:.0f} peak bf16 ({100 * tflops / peak:.1f}%)" if peak else ""))
-        print(f"peak GPU memory: {torch.cuda.max_memory_allocated(dev) / 2**30:.2f} GiB")
+        print(f"peak GPU memory: {f['peak_gpu_gib']:.2f} GiB")
     print(f"peak host memory (max RSS): {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB")
 
 
 @torch.inference_mode()
-def eval_images_per_second(arch: str, width: int, height: int, iters: int, dev: torch.device) -> float:
-    """Single-scale inference throughput at the full test size."""
+def eval_images_per_second(arch: str, width: int, height: int, iters: int, dev: torch.device,
+                           scales: tuple[float, ...] = (1.0,), flip: bool = False) -> float:
+    """Inference throughput at the full test size, as ``evaluate`` computes it (``predict_logits``,
+    no autocast; ``scales``/``flip`` > one pass is MST), one image per batch."""
+    from stvm.evaluate.inference import predict_logits
+
     model = build_model(arch, 19).to(dev).eval()
     x = torch.randn(1, 3, height, width, device=dev)
-    with autocast(dev):
-        model(x)
-        _sync(dev)
-        t0 = time.perf_counter()
-        for _ in range(iters):
-            model(x).argmax(1)
-        _sync(dev)
+    predict_logits(model, x, (height, width), scales, flip).argmax(1)
+    _sync(dev)
+    t0 = time.perf_counter()
+    for _ in range(iters):
+        predict_logits(model, x, (height, width), scales, flip).argmax(1)
+    _sync(dev)
     return iters / (time.perf_counter() - t0)
-

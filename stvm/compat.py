@@ -20,8 +20,17 @@ _LIBS: list[torch.library.Library] = []  # keep the fragments alive for the proc
 
 
 def _op_exists(name: str) -> bool:
+    """Whether ``torchvision::<name>`` has a schema (a private torch API: other torch versions may
+    lack it, then the public ``torch.ops`` lookup answers)."""
+    find = getattr(torch._C, "_dispatch_find_schema_or_throw", None)
+    if find is None:
+        try:
+            getattr(torch.ops.torchvision, name)
+        except (AttributeError, RuntimeError):
+            return False
+        return True
     try:
-        torch._C._dispatch_find_schema_or_throw(f"torchvision::{name}", "")
+        find(f"torchvision::{name}", "")
     except RuntimeError:
         return False
     return True

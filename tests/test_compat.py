@@ -94,3 +94,9 @@ def test_torchvision_extension_gets_its_chance_before_the_shim_defines():
     ]
     assert loads, events
     assert not defines or loads[0] < defines[0], events
+
+
+def test_op_lookup_without_the_private_torch_api(monkeypatch):
+    """Another torch version may lack ``_dispatch_find_schema_or_throw``: the public lookup answers."""
+    monkeypatch.delattr(torch._C, "_dispatch_find_schema_or_throw")
+    assert compat._op_exists("nms") and not compat._op_exists("no_such_op_19")

@@ -37,11 +37,16 @@ def _loop_seconds(variant: str, src: Path, images: Path, crop: int, batch: int, 
     return (times[2] - times[1]) / iters
 
 
-def _bare_seconds(variant: str, src: Path, crop: int, batch: int, iters: int, dev: torch.device) -> float:
+def _bare_seconds(variant: str, src: Path, crop: int, batch: int, iters: int, dev: torch.device) -> tuple[float, float]:
+    """Seconds per bare ``adapt_step`` and its GFLOPs (flop counter, first step)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
     cfg = _cfg(crop, batch, 10**6)
     nets, _ = build_nets(cfg, VARIANTS[variant], src, dev, 0)
     img = torch.randint(0, 255, (batch, 3, crop, crop), dtype=torch.uint8, device=dev)
-    for it in range(2):
+    with FlopCounterMode(display=False) as fc:
+        adapt_step(cfg, VARIANTS[variant], nets, img, 0, 0)
+    for it in range(1, 2):
         adapt_step(cfg, VARIANTS[variant], nets, img, it, 0)
     if dev.type == "cuda":
         torch.cuda.synchronize()
@@ -50,23 +55,36 @@ def _bare_seconds(variant: str, src: Path, crop: int, batch: int, iters: int, de
         adapt_step(cfg, VARIANTS[variant], nets, img, it + 2, 0)
     if dev.type == "cuda":
         torch.cuda.synchronize()
-    return (time.perf_counter() - t0) / iters
+    return (time.perf_counter() - t0) / iters, fc.get_total_flops() / 1e9
 
 
-def run_adapt_bench(arch: str, width: int, height: int, batch: int, iters: int, dev: torch.device) -> None:
-    """Print STvM and ST_MT iteration times, their ratio, and the loop overhead."""
-    from stvm.bench import _fake_prepared
+def adapt_figures(arch: str, width: int, height: int, batch: int, iters: int, dev: torch.device) -> dict:
+    """Per variant (ST_MT, STvM): bare and loop seconds per iteration, GFLOP/step, TFLOP/s, peak memory."""
+    from stvm.bench import _fake_prepared, peak_gib, reset_peak
 
     crop = min(width, height)
+    res = {}
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         images, _ = _fake_prepared(Path(tmp) / "tgt", 16, width, height)
         src = Path(tmp) / "source.pt"
         save_model_checkpoint(build_model(arch, 19), src, protocol=19, stage="bench")
-        res = {v: (_bare_seconds(v, src, crop, batch, iters, dev), _loop_seconds(v, src, images, crop, batch, iters, dev))
-               for v in ("ST_MT", "STvM")}
-    for v, (bare, loop) in res.items():
+        for v in ("ST_MT", "STvM"):
+            reset_peak(dev)
+            bare, gflops = _bare_seconds(v, src, crop, batch, iters, dev)
+            loop = _loop_seconds(v, src, images, crop, batch, iters, dev)
+            res[v] = {"bare_s": bare, "loop_s": loop, "it_per_s": 1.0 / loop, "gflop_per_step": gflops,
+                      "tflops": gflops / bare / 1e3, "peak_gpu_gib": peak_gib(dev)}
+    res["STvM_over_ST_MT"] = res["STvM"]["loop_s"] / res["ST_MT"]["loop_s"]
+    return res
+
+
+def run_adapt_bench(arch: str, width: int, height: int, batch: int, iters: int, dev: torch.device) -> None:
+    """Print STvM and ST_MT iteration times, their ratio, and the loop overhead."""
+    res = adapt_figures(arch, width, height, batch, iters, dev)
+    for v in ("ST_MT", "STvM"):
+        bare, loop = res[v]["bare_s"], res[v]["loop_s"]
         print(f"{v:6s} iteration: {loop * 1e3:8.1f} ms (loop) {bare * 1e3:8.1f} ms (bare step)  overhead {loop / bare:.3f}x")
-    print(f"STvM / ST_MT iteration time: {res['STvM'][1] / res['ST_MT'][1]:.3f} (target <= 1.6)")
+    print(f"STvM / ST_MT iteration time: {res['STvM_over_ST_MT']:.3f} (target <= 1.6)")
     if dev.type == "cuda":
-        print(f"peak GPU memory: {torch.cuda.max_memory_allocated(dev) / 2**30:.2f} GiB")
+        print(f"peak GPU memory: ST_MT {res['ST_MT']['peak_gpu_gib']:.2f} GiB, STvM {res['STvM']['peak_gpu_gib']:.2f} GiB")
