@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.stvm-installed
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: demo test venv lock lock-cuda clean-demo ablation calibrate paper paper-params
+.PHONY: demo test venv lock lock-cuda clean-demo ablation calibrate paper paper-params gpu-check
 
 venv: $(STAMP)
 
@@ -58,6 +58,14 @@ ablation: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# One prepared check of every CUDA path plus the paper-scale speed/memory figures (README "GPU check",
+# tools/gpu_check.py). Runs with the machine's own python/torch (no venv, no DVC/Snakemake needed):
+# `make gpu-check PYTHON=/path/to/python GPU_CHECK_ARGS="--out /tmp/gc"`; `GPU_CHECK_ARGS=--dry` on a CPU.
+PYTHON         ?= python3
+GPU_CHECK_ARGS ?=
+gpu-check:
+	$(PYTHON) tools/gpu_check.py $(GPU_CHECK_ARGS)
 
 # Regenerate the lock file from the current venv (torch's local +cpu tag stripped so the
 # container resolves the CUDA build of the same version).
