@@ -94,6 +94,7 @@ def test_confusion_matrix_on_device_matches_numpy(dev):
 
 @pytest.mark.parametrize("dev", CUDA_ONLY)
 def test_confusion_matrix_update_does_not_sync(dev):
+    """ConfusionMatrix's promise: counting inside a GPU evaluation loop without a host sync."""
     dev = torch.device(dev)
     cm = ConfusionMatrix(5, dev)
     pred = torch.randint(0, 5, (64, 64), device=dev)
@@ -115,8 +116,9 @@ def mocm_inputs(dev: torch.device) -> tuple[torch.Tensor, ...]:
 def test_mocm_push_and_paste_on_device_match_cpu(dev):
     dev = torch.device(dev)
     cpu, on_dev = PatchBuffers(4, 3, 8, 8), PatchBuffers(4, 3, 8, 8, device=dev)
+    inputs = mocm_inputs(dev)  # host-to-device copies outside the no-sync block
     with no_host_sync(dev):
-        accept = on_dev.push(*mocm_inputs(dev), tau_mocm=0.8)
+        accept = on_dev.push(*inputs, tau_mocm=0.8)
     cpu.push(*mocm_inputs(torch.device("cpu")), tau_mocm=0.8)
     assert accept[:, 3].sum().item() == 0 and accept[:, :3].any()
     for name, ref in cpu.state_dict().items():

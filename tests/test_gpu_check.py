@@ -51,7 +51,8 @@ def test_dry_run_figures(dry_run):
     assert set(rows) == {"chain Source (trained)", "deeplabv2_r18 (random init)"}
     assert all(0.0 <= r["rel_max_diff"] < 1.0 and 0.5 < r["argmax_agree"] <= 1.0 for r in rows.values())
     bench = parts["bench:deeplabv2_r18"]
-    assert bench["train"]["gflop_per_step"] > 0 and bench["adapt"]["STvM"]["gflop_per_step"] > bench["adapt"]["ST_MT"]["gflop_per_step"]
+    adapt = bench["adapt"]
+    assert bench["train"]["gflop_per_step"] > 0 and adapt["STvM"]["gflop_per_step"] > adapt["ST_MT"]["gflop_per_step"]
     assert bench["eval_single_ips"] > bench["eval_mst_ips"] > 0  # MST: 6 passes per image
     assert bench["train"]["peak_gpu_gib"] is None  # no GPU memory figure on the CPU
 

@@ -76,11 +76,13 @@ def chain_params(plan: Plan) -> dict[str, Any]:
     import yaml
 
     p = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for key in ("common", "synth", "prepare", "train_source", "adapt"):  # a paper params.yaml may lack some
+        p.setdefault(key, {})
     p["common"]["device"] = plan.device
     p["synth"].update(n_source=10, n_target_train=8, n_target_val=4, width=64, height=32, workers=1)
     p["prepare"].update(width=64, height=32, source_holdout=3, workers=1)
-    p["train_source"].update(iterations=plan.train_iters, crop=32, log_every=max(plan.train_iters // 4, 1),
-                             ckpt_every=max(plan.train_iters // 2, 1))
+    p["train_source"].update(arch="deeplabv2_r18", init="random", iterations=plan.train_iters, crop=32,
+                             log_every=max(plan.train_iters // 4, 1), ckpt_every=max(plan.train_iters // 2, 1))
     p["adapt"].update(iterations=plan.adapt_iters, crop=32, log_every=2, ckpt_every=max(plan.adapt_iters // 2, 1),
                       ema_interval=2)
     return p
@@ -89,21 +91,25 @@ def chain_params(plan: Plan) -> dict[str, Any]:
 def chain_commands(w: Path, params: Path) -> list[tuple[str, list[str]]]:
     """(name, argv) of every stage call, in order."""
     prep, models, ev = w / "prepared", w / "models", w / "eval"
-    tgt_val = ["--images", str(prep / "target/val/images"), "--labels", str(prep / "target/val/labels")]
+    src, adapted = models / "Source/seed0", models / "STvM/seed0"
+    val = ["--images", prep / "target/val/images", "--labels", prep / "target/val/labels"]
     cmds = [
-        ("synth", ["synth", "--out", str(w / "raw")]),
-        ("prepare source", ["prepare", "--dataset", "gta5", "--root", str(w / "raw/source"), "--out", str(prep / "source")]),
-        ("prepare target", ["prepare", "--dataset", "cityscapes", "--root", str(w / "raw/target"), "--out", str(prep / "target")]),
-        ("train_source", ["train_source", "--images", str(prep / "source/train/images"), "--labels",
-                          str(prep / "source/train/labels"), "--out", str(models / "Source/seed0")]),
-        ("adapt STvM", ["adapt", "--variant", "STvM", "--source-model", str(models / "Source/seed0/model.pt"),
-                        "--target-images", str(prep / "target/train/images"), "--out", str(models / "STvM/seed0")]),
-        ("evaluate Source", ["evaluate", "--model", str(models / "Source/seed0/model.pt"), *tgt_val, "--out", str(ev / "Source/seed0")]),
-        ("evaluate STvM", ["evaluate", "--model", str(models / "STvM/seed0/model.pt"), *tgt_val, "--out", str(ev / "STvM/seed0")]),
-        ("report", ["report", "--eval", str(ev), "--models", str(models), "--prepared", str(prep), "--synth",
-                    str(w / "raw/synth.json"), "--out", str(w / "report")]),
+        ("synth", ["synth", "--out", w / "raw"]),
+        ("prepare source", ["prepare", "--dataset", "gta5", "--root", w / "raw/source", "--out", prep / "source"]),
+        ("prepare target", ["prepare", "--dataset", "cityscapes", "--root", w / "raw/target",
+                            "--out", prep / "target"]),
+        ("train_source", ["train_source", "--images", prep / "source/train/images",
+                          "--labels", prep / "source/train/labels", "--out", src]),
+        ("adapt STvM", ["adapt", "--variant", "STvM", "--source-model", src / "model.pt",
+                        "--target-images", prep / "target/train/images", "--out", adapted]),
+        ("evaluate Source", ["evaluate", "--model", src / "model.pt", *val, "--out", ev / "Source/seed0"]),
+        ("evaluate STvM", ["evaluate", "--model", adapted / "model.pt", *val, "--out", ev / "STvM/seed0"]),
+        ("report", ["report", "--eval", ev, "--models", models, "--prepared", prep,
+                    "--synth", w / "raw/synth.json", "--out", w / "report"]),
     ]
-    return [(name, [sys.executable, "-m", "stvm", argv[0], "--params", str(params), "--quiet", *argv[1:]]) for name, argv in cmds]
+    head = [sys.executable, "-m", "stvm"]
+    return [(name, head + [str(argv[0]), "--params", str(params), "--quiet", *map(str, argv[1:])])
+            for name, argv in cmds]
 
 
 def part_chain(plan: Plan, work: Path, budget: float) -> dict[str, Any]:
@@ -222,8 +228,9 @@ def part_bench(plan: Plan, work: Path, budget: float, arch: str, out: Path) -> d
     dev = torch.device(plan.device)
     (w, h), (ew, eh), b = plan.bench_size, plan.eval_size, plan.batch
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
-    res: dict[str, Any] = {"arch": arch, "device": name, "peak_bf16_tflops": peak_tflops(name), "crop": min(w, h),
-                           "batch": b, "iters": plan.iters, "eval_size": [ew, eh], "mst": {k: list(v) if isinstance(v, tuple) else v for k, v in MST.items()}}
+    res: dict[str, Any] = {"arch": arch, "device": name, "peak_bf16_tflops": peak_tflops(name),
+                           "crop": min(w, h), "batch": b, "iters": plan.iters, "eval_size": [ew, eh],
+                           "mst": {"scales": list(MST["scales"]), "flip": MST["flip"]}}
     _measure(res, "train", lambda: train_figures(arch, w, h, b, plan.iters, dev), out)
     _measure(res, "adapt", lambda: adapt_figures(arch, w, h, b, plan.iters, dev), out)
     _measure(res, "eval_single_ips", lambda: eval_images_per_second(arch, ew, eh, plan.eval_iters, dev), out)
