@@ -19,7 +19,7 @@ from torch import nn
 
 from stvm.adapt.classmix import PatchBuffers
 from stvm.adapt.metric import fixed_bincount
-from stvm.adapt.teacher import ema_update
+from stvm.adapt.teacher import ema_update, relative_drift
 from stvm.errors import StvmError
 from stvm.evaluate.metrics import ConfusionMatrix
 from stvm.runtime import NonFiniteGuard, autocast
@@ -143,9 +143,9 @@ def test_mocm_paste_with_device_generator_keeps_labels_consistent(dev):
     pseudo = torch.full((2, 8, 8), 9, dtype=torch.long, device=dev)  # 9: no stored class
     ones, gen = torch.ones(2, 8, 8, device=dev), torch.Generator(device=dev).manual_seed(6)
     with no_host_sync(dev):
-        img, lab, w = buf.paste(base, pseudo, ones, 2, gen)
+        img, lab, w, covered = buf.paste(base, pseudo, ones, 2, gen)
     pasted = lab != 9
-    assert pasted.any() and not (lab[pasted] == 3).any()  # only accepted classes are pasted
+    assert torch.equal(covered, pasted) and pasted.any() and not (lab[pasted] == 3).any()  # only accepted classes are pasted
     assert torch.equal(w[~pasted], torch.ones_like(w[~pasted]))
     assert torch.equal(img[:, 0][~pasted], torch.zeros_like(img[:, 0][~pasted]))
 
@@ -164,6 +164,13 @@ def test_ema_update_foreach_on_device(dev):
         expected = s if not value.is_floating_point() else 0.75 * before[name] + 0.25 * s
         assert value.device.type == dev.type
         torch.testing.assert_close(value, expected, rtol=1e-6, atol=1e-6, msg=name)
+    ref = [p.detach().float().clone() for p in student.parameters()]
+    with no_host_sync(dev):
+        drift = relative_drift(teacher, ref)  # foreach norms on the device
+    flat_t = torch.cat([p.detach().flatten() for p in teacher.parameters()])
+    flat_s = torch.cat([r.flatten() for r in ref])
+    assert drift.device.type == dev.type
+    torch.testing.assert_close(drift.cpu(), ((flat_t - flat_s).norm() / flat_s.norm()).cpu(), rtol=1e-5, atol=1e-7)
 
 
 @pytest.mark.parametrize("dev", DEVICES)
