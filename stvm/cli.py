@@ -1,16 +1,20 @@
 """``stvm <stage>``: one subcommand per pipeline stage, plus ``score`` and ``bench``.
 
 Each handler parses paths from the command line and hyper-parameters from ``--params``
-(validated once by ``stvm.config``), then calls one library function. A ``StvmError`` becomes a
-single line on stderr and exit status 2; nothing else is caught, so real bugs keep their traceback.
-Heavy imports (torch) happen inside the handlers so ``--help`` stays instant.
+(validated once by ``stvm.config``), then calls one library function. A ``StvmError`` and an
+``OSError`` (missing, unreadable or unwritable path, full disk) become a single line on stderr
+naming the path, and exit status 2; SIGTERM is turned into an orderly exit (status 143) so
+temporary outputs are removed as on Ctrl-C. Nothing else is caught, so real bugs keep their
+traceback. Heavy imports (torch) happen inside the handlers so ``--help`` stays instant.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from stvm.errors import StvmError
@@ -19,9 +23,21 @@ DEFAULT_PARAMS = Path("params.yaml")
 
 
 def _params(args: argparse.Namespace):
-    from stvm.config import load_params
+    from stvm.config import check_seed, load_params
 
-    return load_params(args.params)
+    params = load_params(args.params)
+    if getattr(args, "seed", None) is not None:
+        check_seed(args.seed, "--seed")
+    return params
+
+
+def _size(text: str) -> tuple[int, int]:
+    """``WxH`` -> (W, H) for ``--input-size``."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, e.g. 1024x512, got {text[:40]!r}") from None
+    return w, h
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
@@ -87,7 +103,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     p = _params(args)
     metrics = evaluate_stage(
         p.evaluate, model_path=args.model, images=args.images, labels=args.labels, out=args.out,
-        device=p.common.device, input_size=(p.prepare.width, p.prepare.height), show_progress=not args.quiet,
+        device=p.common.device, input_size=args.input_size, show_progress=not args.quiet,
     )
     print(json.dumps({k: metrics[k] for k in ("miou", "miou13") if k in metrics}))
     return 0
@@ -102,7 +118,11 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from stvm.bench import run_bench
+    from stvm.config import MAX_SIDE
 
+    for name, lo, hi in (("width", 8, MAX_SIDE), ("height", 8, MAX_SIDE), ("batch", 1, 4096), ("iters", 1, 10**6)):
+        if not lo <= getattr(args, name) <= hi:
+            raise StvmError(None, f"--{name}: expected a value in [{lo}, {hi}], got {getattr(args, name)}")
     run_bench(stage=args.stage, arch=args.arch, width=args.width, height=args.height, batch=args.batch,
               iters=args.iters, device=args.device)
     return 0
@@ -191,6 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--images", type=Path, required=True)
     sp.add_argument("--labels", type=Path, required=True)
     sp.add_argument("--out", type=Path, required=True, help="folder: metrics.json (+ predictions)")
+    sp.add_argument("--input-size", type=_size, metavar="WxH",
+                    help="resize the images to WxH (default: the prepared images' own size, which must be "
+                         "the size the model was trained at); a stated override, recorded in metrics.json")
 
     sp = sub.add_parser("score", help="Score a folder of trainId prediction PNGs against labels (JSON on stdout).")
     sp.add_argument("--pred", type=Path, required=True)
@@ -234,14 +257,40 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+class Terminated(BaseException):
+    """Raised by the SIGTERM handler: unwinds like Ctrl-C, so temporaries are removed."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
+def os_error_line(err: OSError) -> str:
+    """One line for an OS error: the path(s) it names and the system's description of the problem."""
+    problem = err.strerror or type(err).__name__
+    where = [str(f) for f in (err.filename, err.filename2) if f is not None]
+    return f"{' -> '.join(where)}: {problem}" if where else f"{problem} (errno {err.errno})"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``stvm`` console script and ``python -m stvm``."""
     args = build_parser().parse_args(argv)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if main_thread else None
     try:
         return int(args.fn(args) or 0)
     except StvmError as err:
         print(f"stvm {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:
+        print(f"stvm {args.command}: error: {os_error_line(err)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"stvm {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print(f"stvm {args.command}: terminated", file=sys.stderr)
+        return 143
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)

@@ -11,6 +11,8 @@ is generated from it (``python -m stvm params-table``).
 from __future__ import annotations
 
 import dataclasses
+import math
+import reprlib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +23,16 @@ import yaml
 from stvm.errors import StvmError
 
 VARIANTS = ("AdaBN", "ST", "ST_Aug", "ST_MT", "STvM_Raw", "STvM")
+SEED_MAX = 2**32 - 1  # NumPy's seed range; torch and Python accept it too
+MAX_SIDE = 8192  # image sides (synth, prepare): stvm.limits.MAX_PIXELS is 8192 x 8192
+MAX_YAML_NODES = 100_000  # a params file has a few hundred; more is an alias bomb (billion laughs)
+_SHOW = reprlib.Repr()
+_SHOW.maxstring, _SHOW.maxother, _SHOW.maxlist, _SHOW.maxdict, _SHOW.maxlevel = 40, 40, 4, 4, 2
+
+
+def show(value: Any) -> str:
+    """A bounded repr of a user value for error messages (a value is never echoed whole)."""
+    return _SHOW.repr(value)
 
 
 def _f(default: Any, help: str, **kw: Any) -> Any:
@@ -31,7 +43,7 @@ def _f(default: Any, help: str, **kw: Any) -> Any:
 
 @dataclass(frozen=True)
 class CommonParams:
-    seed: int = _f(0, "Seed of every stage (data order, crops, augmentation, init).")
+    seed: int = _f(0, "Seed of every stage (data order, crops, augmentation, init).", min=0, max=SEED_MAX)
     device: Literal["auto", "cpu", "cuda"] = _f("auto", "Device; auto = cuda when available.")
     protocol: Literal[19, 16, 13] = _f(19, "Class protocol: 19 (GTA5), 16 (SYNTHIA, + mIoU* of 13), 13 (Cross-City).")
     num_workers: int = _f(0, "DataLoader worker processes.", min=0)
@@ -39,20 +51,20 @@ class CommonParams:
 
 @dataclass(frozen=True)
 class SynthParams:
-    seed: int = _f(0, "Seed of the synthetic benchmark itself (fixed across experiment seeds).")
+    seed: int = _f(0, "Seed of the synthetic benchmark itself (fixed across experiment seeds).", min=0, max=SEED_MAX)
     n_source: int = _f(200, "Synthetic source (GTA5-format) frames.", min=1)
     n_target_train: int = _f(200, "Synthetic target (Cityscapes-format) unlabeled train frames.", min=1)
     n_target_val: int = _f(60, "Synthetic target val frames (labelled, evaluation only).", min=1)
-    width: int = _f(256, "Frame width in pixels.", min=16)
-    height: int = _f(128, "Frame height in pixels.", min=16)
+    width: int = _f(256, "Frame width in pixels.", min=16, max=MAX_SIDE)
+    height: int = _f(128, "Frame height in pixels.", min=16, max=MAX_SIDE)
     shift: float = _f(1.0, "Domain-shift strength (0 = same appearance in both domains).", min=0.0)
     workers: int = _f(2, "Parallel writer processes.", min=1)
 
 
 @dataclass(frozen=True)
 class PrepareParams:
-    width: int = _f(1024, "Training width after resize (paper IV-B: 1024x512).", min=8)
-    height: int = _f(512, "Training height after resize.", min=8)
+    width: int = _f(1024, "Training width after resize (paper IV-B: 1024x512).", min=8, max=MAX_SIDE)
+    height: int = _f(512, "Training height after resize.", min=8, max=MAX_SIDE)
     eval_label_size: Literal["full", "train"] = _f("full", "Evaluation labels: keep full resolution or resize to training size.")
     source_holdout: int = _f(0, "Last N source frames held out as a source val split (0 = none).", min=0)
     mismatch: Literal["resize", "skip", "error"] = _f("resize", "Image/label size mismatch policy (GTA5 has a few).")
@@ -175,13 +187,14 @@ def _check_value(key: str, tp: Any, value: Any, meta: Any) -> Any:
     """Validate one value against its annotation; return it (ints are accepted for floats)."""
     origin = get_origin(tp)
     if origin is Literal:
-        if value not in get_args(tp) or isinstance(value, bool) != isinstance(get_args(tp)[0], bool):
-            raise StvmError(None, f"{key}: expected one of {list(get_args(tp))}, got {value!r}")
+        if not isinstance(value, (str, int, float)) or value not in get_args(tp) or (
+                isinstance(value, bool) != isinstance(get_args(tp)[0], bool)):
+            raise StvmError(None, f"{key}: expected one of {list(get_args(tp))}, got {show(value)}")
         return value
     if origin is list:
         (inner,) = get_args(tp)
         if not isinstance(value, list) or not value:
-            raise StvmError(None, f"{key}: expected a non-empty list, got {value!r}")
+            raise StvmError(None, f"{key}: expected a non-empty list, got {show(value)}")
         return [_check_value(f"{key}[{i}]", inner, v, {}) for i, v in enumerate(value)]
     if tp is bool:
         ok = isinstance(value, bool)
@@ -193,11 +206,13 @@ def _check_value(key: str, tp: Any, value: Any, meta: Any) -> Any:
     else:
         ok = isinstance(value, tp)
     if not ok:
-        raise StvmError(None, f"{key}: expected {getattr(tp, '__name__', tp)}, got {value!r}")
+        raise StvmError(None, f"{key}: expected {getattr(tp, '__name__', tp)}, got {show(value)}")
+    if tp is float and not math.isfinite(value):
+        raise StvmError(None, f"{key}: expected a finite number, got {value!r}")
     lo, hi = meta.get("min"), meta.get("max")
     if (lo is not None and value < lo) or (hi is not None and value > hi):
         rng = f"[{lo if lo is not None else '-inf'}, {hi if hi is not None else 'inf'}]"
-        raise StvmError(None, f"{key}: expected a value in {rng}, got {value!r}")
+        raise StvmError(None, f"{key}: expected a value in {rng}, got {show(value)}")
     return value
 
 
@@ -208,7 +223,7 @@ def _build_section(cls: type, name: str, raw: Any) -> Any:
         raise StvmError(None, f"{name}: expected a mapping, got {type(raw).__name__}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - set(fields))
+    unknown = sorted(str(k)[:40] for k in set(raw) - set(fields))
     if unknown:
         raise StvmError(None, f"{name}.{unknown[0]}: unknown key (known: {', '.join(fields)})")
     values = {
@@ -225,7 +240,7 @@ def params_from_dict(raw: Any) -> Params:
         raise StvmError(None, "expected a mapping at the top level")
     hints = typing.get_type_hints(Params)
     known = {f.name for f in dataclasses.fields(Params)}
-    unknown = sorted(set(raw) - known)
+    unknown = sorted(str(k)[:40] for k in set(raw) - known)
     if unknown:
         raise StvmError(None, f"{unknown[0]}: unknown section (known: {', '.join(sorted(known))})")
     out: dict[str, Any] = {}
@@ -237,19 +252,59 @@ def params_from_dict(raw: Any) -> Params:
             out[name] = _check_value(name, tp, raw[name], {"min": 0} if name in ("seeds", "source_seed") else {})
     for v in out.get("variants", []):
         if v not in VARIANTS:
-            raise StvmError(None, f"variants: unknown variant {v!r} (known: {', '.join(VARIANTS)})")
+            raise StvmError(None, f"variants: unknown variant {show(v)} (known: {', '.join(VARIANTS)})")
+    for i, seed in enumerate(out.get("seeds", [])):
+        check_seed(seed, f"seeds[{i}]")
     return Params(**out)
+
+
+def check_seed(seed: int, key: str) -> int:
+    """A seed must be an integer in [0, 2**32 - 1] (what every RNG stvm seeds accepts)."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= SEED_MAX:
+        raise StvmError(None, f"{key}: expected an integer seed in [0, {SEED_MAX}], got {show(seed)}")
+    return seed
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses documents whose aliases expand past ``MAX_YAML_NODES``."""
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        if _expanded_size(node, {}) > MAX_YAML_NODES:
+            raise yaml.YAMLError(f"the document expands to more than {MAX_YAML_NODES:,} values "
+                                 "through aliases (an alias bomb?)")
+        return super().construct_document(node)
+
+
+def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
+    """Number of nodes ``node`` stands for once every alias is expanded (memoised per node)."""
+    if id(node) in memo:
+        return memo[id(node)]
+    memo[id(node)] = MAX_YAML_NODES + 1  # a cycle counts as too large
+    if isinstance(node, yaml.SequenceNode):
+        size = 1 + sum(_expanded_size(n, memo) for n in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        size = 1 + sum(_expanded_size(k, memo) + _expanded_size(v, memo) for k, v in node.value)
+    else:
+        size = 1
+    memo[id(node)] = min(size, MAX_YAML_NODES + 1)
+    return memo[id(node)]
 
 
 def load_params(path: str | Path) -> Params:
     """Read and validate a params.yaml file once; every error names the file and the key."""
     path = Path(path)
     if not path.is_file():
-        raise StvmError(path, "params file not found")
+        raise StvmError(path, "params file not found" if not path.is_dir() else "is a directory, not a params file")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise StvmError(path, f"not valid YAML ({str(err).splitlines()[0]})") from None
+        text = path.read_bytes().decode("utf-8")
+    except OSError as err:
+        raise StvmError(path, f"cannot read params file ({err.strerror or err})") from None
+    except UnicodeDecodeError as err:
+        raise StvmError(path, f"not UTF-8 text (byte {err.start}: {err.object[err.start:err.start + 1]!r})") from None
+    try:
+        raw = yaml.load(text, Loader=_BoundedLoader) or {}  # noqa: S506 (a SafeLoader subclass)
+    except (yaml.YAMLError, RecursionError) as err:
+        raise StvmError(path, f"not valid YAML ({str(err).splitlines()[0][:200]})") from None
     try:
         return params_from_dict(raw)
     except StvmError as err:

@@ -2,7 +2,10 @@
 
 Every artifact stvm writes goes through ``atomic_path``/``atomic_dir`` (write to a temporary name
 in the same directory, then ``os.replace``), so an interrupted stage never leaves a half-written
-output that DVC or Snakemake could mistake for a finished one.
+output that DVC or Snakemake could mistake for a finished one. Temporary names carry the host and
+process id (``.<name>.<host>-<pid>.<random>.tmp``): a run killed before it could clean up (SIGKILL,
+power loss) leaves its temporary behind, and the next write into that folder on the same host
+removes every temporary whose process is gone (``remove_stale_temps``).
 """
 
 from __future__ import annotations
@@ -11,7 +14,9 @@ import contextlib
 import io
 import json
 import os
+import re
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,21 +24,95 @@ from typing import Any
 
 from stvm.errors import StvmError
 
+_HOST = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname())[:40] or "host"
+_TEMP = re.compile(r"^\..+\.(?P<host>[A-Za-z0-9_-]+)-(?P<pid>\d+)\.[^.]+\.tmp$")
+_CLEANED: set[str] = set()
+
+
+def _temp_prefix(path: Path) -> str:
+    return f".{path.name}.{_HOST}-{os.getpid()}."
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
+
+
+def remove_stale_temps(folder: str | Path) -> list[Path]:
+    """Remove the temporaries a dead stvm process left in ``folder`` (same host only: a process on
+    another host cannot be probed, its temporaries are left alone); return what was removed."""
+    folder = Path(folder)
+    removed = []
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return removed
+    for p in entries:
+        m = _TEMP.match(p.name)
+        if not m or m["host"] != _HOST or int(m["pid"]) == os.getpid() or _alive(int(m["pid"])):
+            continue
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+        removed.append(p)
+    return removed
+
+
+def _clean_once(folder: Path) -> None:
+    key = str(folder.resolve())
+    if key not in _CLEANED:
+        remove_stale_temps(folder)
+        _CLEANED.add(key)
+
+
+def prepare_out_dir(path: str | Path) -> Path:
+    """Check up front that the output folder ``path`` can be written (creating nothing), and remove
+    a dead run's temporaries in it, so an unusable ``--out`` fails before any work, in one line."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise StvmError(path, "output exists and is not a directory")
+    existing = next(p for p in [path, *path.parents] if p.exists() or p == Path(p.anchor or "."))
+    if existing.exists() and not existing.is_dir():
+        raise StvmError(path, f"cannot create the output folder: {existing} is a file")
+    if existing.exists() and not os.access(existing, os.W_OK | os.X_OK):
+        raise StvmError(path, f"output folder is not writable ({existing}: permission denied)")
+    if path.is_dir():
+        for sub in [path, *(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))]:
+            _clean_once(sub)
+    return path
+
+
+def _named(err: OSError, path: Path, tmp: Path | None) -> OSError:
+    """The same OS error, naming the output ``path`` instead of a temporary name (or of nothing)."""
+    if err.filename is None or (tmp is not None and str(err.filename) == str(tmp)):
+        return type(err)(err.errno, err.strerror or str(err), str(path))
+    return err
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary file path next to ``path``; rename it onto ``path`` only on success."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual mode
+    tmp_path: Path | None = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _clean_once(path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        tmp_path = Path(tmp)
+        os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual mode
         yield tmp_path
         os.replace(tmp_path, path)
+    except OSError as err:
+        raise _named(err, path, tmp_path) from None
     finally:
-        if tmp_path.exists():
+        if tmp_path is not None and tmp_path.exists():
             tmp_path.unlink()
 
 
@@ -42,21 +121,30 @@ def atomic_dir(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary directory next to ``path``; rename it onto ``path`` only on success.
 
     Refuses (StvmError) when ``path`` already exists unless ``overwrite`` is set, so a stage never
-    silently mixes new files into an old output.
+    silently mixes new files into an old output. An old ``path`` is first renamed aside, so a
+    reader finds either the old folder or the new one, never a mixture.
     """
     path = Path(path)
     if path.exists() and not overwrite:
         raise StvmError(path, "output already exists (remove it or pass --overwrite)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700
+    tmp: Path | None = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _clean_once(path.parent)
+        tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent))
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700
         yield tmp
         if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
+            old = Path(tempfile.mkdtemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent))
+            os.replace(path, old)  # onto the empty temporary folder: atomic
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    except OSError as err:
+        raise _named(err, path, tmp) from None
     finally:
-        if tmp.exists():
+        if tmp is not None and tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -79,8 +167,10 @@ def read_json(path: str | Path) -> Any:
         raise StvmError(path, "file not found")
     try:
         return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise StvmError(path, f"not valid JSON ({err})") from None
+    except OSError as err:
+        raise StvmError(path, f"cannot read file ({err.strerror or err})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
+        raise StvmError(path, f"not valid JSON ({str(err)[:120]})") from None
 
 
 def save_checkpoint(obj: dict[str, Any], path: str | Path) -> None:
@@ -103,10 +193,12 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> dict[str, An
 
     path = Path(path)
     if not path.is_file():
-        raise StvmError(path, "checkpoint not found")
+        raise StvmError(path, "is a directory, not a checkpoint file" if path.is_dir() else "checkpoint not found")
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as err:
+    except OSError as err:
+        raise StvmError(path, f"cannot read checkpoint ({err.strerror or err})") from None
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, TypeError, KeyError, AttributeError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise StvmError(path, f"cannot load as a weights-only checkpoint: {first}") from None
     if not isinstance(obj, dict):

@@ -1,7 +1,8 @@
 """CSV plot files in dvclive's layout (``dvc plots show`` reads them), resumable.
 
 Each write rewrites the whole file atomically. On resume the rows past the checkpoint's iteration
-are dropped, so the plot of a resumed run equals the uninterrupted one.
+are dropped, so the plot of a resumed run equals the uninterrupted one. Nothing is written before
+the first row (or ``finish``), so a run that fails early leaves no header-only file behind.
 """
 
 from __future__ import annotations
@@ -22,11 +23,14 @@ class PlotWriter:
         if resume_from > 0 and path.exists():
             with path.open() as fh:
                 self.rows = [r for r in csv.DictReader(fh) if float(r["iteration"]) <= resume_from]
-        self._flush()  # the file exists (header at least) even when a resumed run has nothing left to do
 
     def row(self, values: dict[str, float]) -> None:
         """Append one row and rewrite the file."""
         self.rows.append({k: values[k] for k in self.columns})
+        self._flush()
+
+    def finish(self) -> None:
+        """Write the file as it stands (header only for a run without rows, e.g. AdaBN)."""
         self._flush()
 
     def _flush(self) -> None:

@@ -112,11 +112,14 @@ class NonFiniteGuard:
             raise StvmError(None, f"{stage}: loss became NaN/inf at iteration {first} (lower the learning rate?)")
 
 
-def folder_signature(*folders: Any) -> list[tuple[str, int]]:
-    """Names and sizes of the files of input folders: cheap evidence that the inputs are unchanged."""
-    from pathlib import Path
-
-    return [(str(p), p.stat().st_size) for f in folders if f for p in sorted(Path(f).glob("*")) if p.is_file()]
+def check_finite(state: dict[str, Any], path: Any) -> None:
+    """Refuse to write weights holding NaN/inf (a diverged run must not leave a resumable file)."""
+    floats = {k: v for k, v in state.items() if torch.is_tensor(v) and v.is_floating_point()}
+    if not floats or bool(torch.stack([torch.isfinite(v).all() for v in floats.values()]).all()):
+        return
+    bad = [k for k, v in floats.items() if not bool(torch.isfinite(v).all())]
+    raise StvmError(path, f"not written: {len(bad)} weight tensors hold NaN/inf (first: {bad[0]}); "
+                          "the run diverged (lower the learning rate?)")
 
 
 def fingerprint(obj: Any) -> str:

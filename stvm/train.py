@@ -18,10 +18,11 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from stvm.config import TrainSourceParams, section_dict
-from stvm.data.datasets import IGNORE, CropDataset, IterationBatches, to_float
+from stvm.data.datasets import IGNORE, CropDataset, IterationBatches, prepared_size, to_float
 from stvm.data.labels import PROTOCOL_CLASSES, protocol_lut
+from stvm.digest import inputs_digest
 from stvm.evaluate.inference import IMAGENET_MEAN, IMAGENET_STD
-from stvm.io import load_checkpoint, save_checkpoint, write_json
+from stvm.io import load_checkpoint, prepare_out_dir, save_checkpoint, write_json
 from stvm.models.deeplab import SegModel, build_model
 from stvm.models.weights import init_backbone, save_model_checkpoint
 from stvm.plots import PlotWriter
@@ -29,8 +30,8 @@ from stvm.runtime import (
     NonFiniteGuard,
     Progress,
     autocast,
+    check_finite,
     fingerprint,
-    folder_signature,
     init_distributed,
     poly_lr,
     resolve_device,
@@ -89,20 +90,28 @@ def train_source(
     seed_everything(seed)
     num_classes = len(PROTOCOL_CLASSES[protocol])
     data = CropDataset(images, labels, cfg.crop, cfg.hflip, protocol_lut(protocol))
+    if info.is_main:
+        prepare_out_dir(out)
     model = build_model(cfg.arch, num_classes)
     init_desc = init_backbone(model, cfg.init)
     model.to(dev)
     opt = sgd_for(model, cfg.lr, cfg.lr_head_mult, cfg.momentum, cfg.weight_decay, nesterov=False)
     ckpt_path = out / "ckpt" / "last.pt"
     start, wall_before = 0, 0.0
+    running, window_start = torch.zeros((), device=dev), 0  # loss sum since the last logged row
+    digests = inputs_digest([images, labels], cache=ckpt_path.parent / "inputs.json" if info.is_main else None)
     run_id = fingerprint({"params": section_dict(cfg), "seed": seed, "protocol": protocol, "world": info.world_size,
-                          "inputs": folder_signature(images, labels)})
+                          "inputs": digests})
     state = load_checkpoint(ckpt_path) if ckpt_path.exists() else None
     if resumable(state, run_id, ckpt_path, cfg.iterations):
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         set_rng_state(state["rng"])
         start, wall_before = int(state["iteration"]), float(state["wall_seconds"])
+        if "running_loss" in state:  # the logging window continues where the checkpoint left it
+            running = state["running_loss"].to(dev)
+        else:  # older checkpoint: the first row averages the iterations run since the resume
+            window_start = start
     net: torch.nn.Module = model
     if info.world_size > 1:
         # SyncBN on GPU (batch 2 per rank is too small for per-rank statistics); torch has no CPU SyncBN.
@@ -113,7 +122,7 @@ def train_source(
     plots = PlotWriter(out / "plots" / "train.csv", ["iteration", "loss", "lr"], start) if info.is_main else None
     progress = Progress("train_source", cfg.iterations, start, show_progress and info.is_main)
     model.train()
-    t0, running, guard = time.perf_counter(), torch.zeros((), device=dev), NonFiniteGuard(dev)
+    t0, guard = time.perf_counter(), NonFiniteGuard(dev)
     for it, (img, lab, _) in enumerate(make_loader(data, sampler, num_workers), start=start):
         lr = set_poly_lr(opt, it, cfg.iterations, cfg.poly_power)
         x, y = to_float(img.to(dev, non_blocking=True), mean, std), lab.to(dev, non_blocking=True)
@@ -127,20 +136,22 @@ def train_source(
         guard.check(loss, it + 1)
         done = it + 1
         if done % cfg.log_every == 0 or done == cfg.iterations:
-            mean_loss = (running / (done - (done - 1) // cfg.log_every * cfg.log_every)).item()
+            mean_loss = (running / (done - max(window_start, (done - 1) // cfg.log_every * cfg.log_every))).item()
             running.zero_()
             guard.raise_if_bad("train_source")
             progress.line(done, {"loss": mean_loss, "lr": lr})
             if plots:
                 plots.row({"iteration": done, "loss": mean_loss, "lr": lr})
         if info.is_main and (done % cfg.ckpt_every == 0 or done == stop_after):
-            _checkpoint(ckpt_path, model, opt, done, wall_before + time.perf_counter() - t0, run_id)
+            guard.raise_if_bad("train_source")  # never checkpoint a diverged run
+            _checkpoint(ckpt_path, model, opt, done, wall_before + time.perf_counter() - t0, run_id, running)
         if stop_after is not None and done >= stop_after:
             return {"stopped_at": done}
     wall = wall_before + time.perf_counter() - t0
     if info.is_main:
-        _checkpoint(ckpt_path, model, opt, cfg.iterations, wall, run_id)
-        meta = {"protocol": protocol, "init": init_desc, "seed": seed, "params": section_dict(cfg), "stage": "train_source"}
+        _checkpoint(ckpt_path, model, opt, cfg.iterations, wall, run_id, running)
+        meta = {"protocol": protocol, "init": init_desc, "seed": seed, "params": section_dict(cfg), "stage": "train_source",
+                "input_size": list(prepared_size(images))}
         save_model_checkpoint(model, out / "model.pt", **meta)
         metrics = {"iterations": cfg.iterations, "wall_seconds": round(wall, 2), "device": str(dev), "seed": seed,
                    "world_size": info.world_size, "init": init_desc}
@@ -149,9 +160,12 @@ def train_source(
     return {}
 
 
-def _checkpoint(path: Path, model: SegModel, opt: torch.optim.Optimizer, it: int, wall: float, run_id: str) -> None:
+def _checkpoint(path: Path, model: SegModel, opt: torch.optim.Optimizer, it: int, wall: float, run_id: str,
+                running: torch.Tensor) -> None:
+    state = model.state_dict()
+    check_finite(state, path)
     save_checkpoint(
-        {"model": model.state_dict(), "optimizer": opt.state_dict(), "iteration": it, "rng": rng_state(),
-         "wall_seconds": wall, "fingerprint": run_id},
+        {"model": state, "optimizer": opt.state_dict(), "iteration": it, "rng": rng_state(),
+         "wall_seconds": wall, "fingerprint": run_id, "running_loss": running.detach().clone().cpu()},
         path,
     )

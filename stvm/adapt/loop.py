@@ -61,7 +61,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
 import inspect
 import time
 from dataclasses import dataclass
@@ -86,9 +85,10 @@ from stvm.adapt.metric import (
 )
 from stvm.adapt.teacher import ema_update, relative_drift, should_update, student_weight
 from stvm.config import AdaptParams, section_dict
-from stvm.data.datasets import CropDataset, IterationBatches, list_stems, read_rgb
+from stvm.data.datasets import CropDataset, IterationBatches, list_stems, prepared_size, read_rgb
+from stvm.digest import inputs_digest
 from stvm.evaluate.inference import IMAGENET_MEAN, IMAGENET_STD, normalize
-from stvm.io import load_checkpoint, save_checkpoint, write_json
+from stvm.io import load_checkpoint, prepare_out_dir, save_checkpoint, write_json
 from stvm.models.deeplab import build_head
 from stvm.models.weights import load_model_checkpoint, save_model_checkpoint
 from stvm.plots import PlotWriter
@@ -96,9 +96,9 @@ from stvm.runtime import (
     NonFiniteGuard,
     Progress,
     autocast,
+    check_finite,
     dist_info,
     fingerprint,
-    folder_signature,
     init_distributed,
     resolve_device,
     resumable,
@@ -346,16 +346,19 @@ def adapt(
     seed_everything(seed)
     data = CropDataset(target_images, None, cfg.crop, hflip=True, lut=None)
     ckpt_path = out / "ckpt" / "last.pt"
+    if info.is_main:
+        prepare_out_dir(out)  # fails early on an unusable --out; removes a dead run's temporaries
+    digests = inputs_digest([source_model, target_images], ckpt_path.parent / "inputs.json" if info.is_main else None)
     run_id = fingerprint({"params": section_dict(cfg), "variant": variant, "seed": seed,
-                          "source": hashlib.sha256(Path(source_model).read_bytes()).hexdigest(),
-                          "inputs": folder_signature(target_images),
+                          "source": digests[str(source_model)], "inputs": digests[str(target_images)],
                           **({"world": info.world_size} if info.world_size > 1 else {})})
     t_build = time.perf_counter()
     nets, meta, start, wall_before = _ready_nets(cfg, v, source_model, dev, seed, ckpt_path, run_id, target_images)
+    meta = {**meta, "input_size": list(prepared_size(target_images))}  # what evaluate checks its input against
     if not v.trains:  # AdaBN: nothing to iterate (the plots file has its header only)
         if not info.is_main:
             return {}
-        PlotWriter(out / "plots" / "adapt.csv", PLOT_COLUMNS)
+        PlotWriter(out / "plots" / "adapt.csv", PLOT_COLUMNS).finish()
         wall = time.perf_counter() - t_build
         return _finish(cfg, variant, v, nets, meta, out, seed, wall, str(dev), iterations=0)
     sampler = IterationBatches(len(data), cfg.batch_size, seed, start, cfg.iterations, info.rank, info.world_size)
@@ -379,6 +382,8 @@ def adapt(
             if plots is not None:
                 plots.row({"iteration": done, "lr": lr, **row})
         if done % cfg.ckpt_every == 0 or done == stop_after:
+            guard.first_bad = ddp.first_bad_over_ranks(guard.first_bad)
+            guard.raise_if_bad(f"adapt {variant}")  # never checkpoint a diverged run
             _checkpoint(ckpt_path, nets, done, wall_before + time.perf_counter() - t0, run_id, info.is_main)
         if stop_after is not None and done >= stop_after:
             return {"stopped_at": done}
@@ -455,6 +460,7 @@ def _checkpoint(path: Path, nets: Nets, it: int, wall: float, run_id: str, is_ma
     on disk (collective: every rank calls it)."""
     rngs = ddp.gather_rng_states()
     if is_main:
+        check_finite(nets.student.state_dict(), path)
         state = {"nets": nets.state(), "iteration": it, "rng": rng_state(), "wall_seconds": wall,
                  "fingerprint": run_id}
         if rngs is not None:
@@ -479,7 +485,8 @@ def _finish(cfg, variant, v, nets, meta, out, seed, wall, dev, world: int = 1,
         choices["iterations"] = "0 (AdaBN: BN statistics only, no training step)"
     save_model_checkpoint(
         net, out / "model.pt", protocol=meta.get("protocol", 19), stage="adapt", variant=variant, seed=seed,
-        source=meta.get("init", ""), choices=choices, params=section_dict(cfg), **extra,
+        source=meta.get("init", ""), choices=choices, params=section_dict(cfg), input_size=meta.get("input_size"),
+        **extra,
     )
     metrics = {"variant": variant, "source_seed": meta.get("seed"),
                "iterations": cfg.iterations if iterations is None else iterations,

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+from stvm.limits import check_pixels, check_png  # isort: skip  (sets the decoders' pixel limits before cv2 loads)
+
 import cv2
 import numpy as np
 import torch
@@ -31,20 +33,56 @@ def list_stems(folder: Path) -> list[str]:
     return stems
 
 
+def _file_bytes(path: Path) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as err:
+        raise StvmError(path, f"cannot read file ({err.strerror or err})") from None
+
+
+def _decode(data: bytes, flags: int) -> np.ndarray | None:
+    try:
+        return cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flags) if data else None
+    except cv2.error:
+        return None
+
+
 def read_rgb(path: Path) -> np.ndarray:
-    """Read an RGB PNG as HxWx3 uint8."""
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    """Read an RGB image file as HxWx3 uint8 (its pixel count checked from the header first)."""
+    data = _file_bytes(path)
+    check_pixels(data, Path(path))
+    img = _decode(data, cv2.IMREAD_COLOR)
     if img is None:
         raise StvmError(path, "unreadable image")
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
 def read_label(path: Path) -> np.ndarray:
-    """Read a single-channel uint8 trainId PNG."""
-    lab = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    """Read a single-channel uint8 trainId PNG (a PNG by its magic bytes: a JPEG is no label)."""
+    data = _file_bytes(path)
+    check_png(data, Path(path))
+    check_pixels(data, Path(path))
+    lab = _decode(data, cv2.IMREAD_UNCHANGED)
     if lab is None or lab.ndim != 2 or lab.dtype != np.uint8:
         raise StvmError(path, "not a single-channel 8-bit label PNG")
     return lab
+
+
+def check_same_size(image: np.ndarray, label: np.ndarray, label_path: Path) -> None:
+    """A prepared label must have its image's size: a crop of a misaligned pair trains on garbage."""
+    if image.shape[:2] != label.shape[:2]:
+        raise StvmError(label_path, f"label size {label.shape[1]}x{label.shape[0]} differs from its image's "
+                                    f"{image.shape[1]}x{image.shape[0]} (prepared data corrupt? run prepare again)")
+
+
+def prepared_size(folder: Path) -> tuple[int, int]:
+    """(width, height) of a prepared image folder: its first image's, read from the header (prepare
+    writes every image of a split at one size)."""
+    first = Path(folder) / f"{list_stems(Path(folder))[0]}.png"
+    size = check_pixels(_file_bytes(first), first)
+    if size is None:
+        raise StvmError(first, "unreadable image")
+    return size
 
 
 class CropDataset(Dataset):
@@ -70,6 +108,8 @@ class CropDataset(Dataset):
         stem = self.stems[index]
         img = read_rgb(self.images / f"{stem}.png")
         lab = read_label(self.labels / f"{stem}.png") if self.labels is not None else None
+        if lab is not None:
+            check_same_size(img, lab, self.labels / f"{stem}.png")
         if lab is not None and self.lut is not None:
             lab = self.lut[lab]
         rng = np.random.default_rng(list(seed_key))

@@ -38,11 +38,13 @@ from stvm.data.readers import (
 )
 from stvm.errors import StvmError
 from stvm.io import atomic_dir, write_json
+from stvm.limits import MAX_PIXELS
 from stvm.progress import ProgressBar
 
 DATASETS = ("gta5", "synthia", "cityscapes", "nthu")
 EVAL_LABEL_SIZES = ("full", "train")
 MISMATCH_POLICIES = ("resize", "skip", "error")
+MAX_SIDE = int(MAX_PIXELS**0.5)
 
 
 @dataclass(frozen=True)
@@ -76,11 +78,11 @@ def _check_args(
         isinstance(size, (tuple, list))
         and len(size) == 2
         and all(
-            isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1 for v in size
+            isinstance(v, (int, np.integer)) and not isinstance(v, bool) and 1 <= v <= MAX_SIDE for v in size
         )
     )
     if not ints:
-        raise StvmError(None, f"size must be (width, height) with positive integers, got {size!r}")
+        raise StvmError(None, f"size must be (width, height) with integers in [1, {MAX_SIDE}], got {size!r}")
     if eval_label_size not in EVAL_LABEL_SIZES:
         raise StvmError(None, f"eval_label_size must be 'full' or 'train', got {eval_label_size!r}")
     if mismatch not in MISMATCH_POLICIES:

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from stvm.limits import check_pixels, check_png  # isort: skip  (sets the decoders' pixel limits before cv2 loads)
+
 import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -166,6 +168,7 @@ def _cv2_decode(data: bytes) -> np.ndarray | None:
 
 def decode_image(data: bytes, path: Path) -> np.ndarray:
     """Decode an 8-bit RGB (or RGBA, alpha dropped) image file's bytes to HxWx3 uint8 RGB."""
+    check_pixels(data, path)
     img = _cv2_decode(data)
     if img is None:
         raise StvmError(path, "unreadable or corrupt image file")
@@ -195,8 +198,8 @@ def _decode_indexed(data: bytes, path: Path) -> np.ndarray:
         raise StvmError(
             path, "unreadable or corrupt label file (not a recognised image format)"
         ) from None
-    except (OSError, SyntaxError, ValueError) as err:
-        raise StvmError(path, f"unreadable or corrupt label file ({err})") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        raise StvmError(path, f"unreadable or corrupt label file ({str(err)[:160]})") from None
 
 
 def _decode_synthia(data: bytes, path: Path) -> np.ndarray:
@@ -222,6 +225,8 @@ def decode_label(data: bytes, path: Path, encoding: str) -> np.ndarray:
         raise StvmError(
             None, f"unknown label encoding {encoding!r} (expected one of {sorted(VALID_ID_MAX)})"
         )
+    check_png(data, path)  # a JPEG's artefacts would silently change ids
+    check_pixels(data, path)
     raw = _decode_synthia(data, path) if encoding == "synthia" else _decode_indexed(data, path)
     top = VALID_ID_MAX[encoding]
     if int(raw.max(initial=0)) > top:

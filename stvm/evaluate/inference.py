@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from stvm.data.datasets import read_rgb
 from stvm.data.labels import CLASS_NAMES, PROTOCOL_CLASSES, colorize
 from stvm.errors import StvmError
 from stvm.evaluate.metrics import ConfusionMatrix, scores_from_confusion
@@ -85,10 +86,7 @@ def predict_logits(
 
 def _read_image(path: Path, input_size: tuple[int, int]) -> np.ndarray:
     """RGB uint8 image resized (bilinear) to ``input_size`` = (W, H) unless already that size."""
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise StvmError(path, "unreadable image")
-    img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    img = read_rgb(path)  # pixel limit checked, errors name the file
     if (img.shape[1], img.shape[0]) != tuple(input_size):
         img = cv2.resize(img, tuple(input_size), interpolation=cv2.INTER_LINEAR)
     return img

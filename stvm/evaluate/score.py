@@ -13,6 +13,7 @@ The score itself comes from ``stvm.evaluate.metrics`` (the one implementation).
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -23,19 +24,29 @@ from PIL import Image
 from stvm.data.labels import CLASS_NAMES, IGNORE
 from stvm.errors import StvmError
 from stvm.evaluate.metrics import ConfusionMatrix, scores_from_confusion
+from stvm.limits import check_pixels, check_png
 
 GT_SUFFIX = "_gtFine_labelTrainIds"
 _GT_COMPANIONS = ("_gtFine_labelIds", "_gtFine_instanceIds", "_gtFine_color")
 
 
 def read_trainid_png(path: Path, what: str = "label") -> np.ndarray:
-    """Read a single-channel trainId PNG as HxW uint8; anything else: StvmError naming ``path``."""
+    """Read a single-channel trainId PNG as HxW uint8; anything else: StvmError naming ``path``.
+
+    The file must be a PNG by its magic bytes (a JPEG's artefacts would change ids) and declare at
+    most ``stvm.limits.MAX_PIXELS`` pixels (checked from the header, before decoding)."""
     try:
-        with Image.open(path) as img:
+        data = Path(path).read_bytes()
+    except OSError as err:
+        raise StvmError(path, f"cannot read {what} file ({err.strerror or err})") from None
+    check_png(data, path, what)
+    check_pixels(data, path)
+    try:
+        with Image.open(io.BytesIO(data)) as img:
             mode = img.mode
             arr = np.array(img)
-    except (OSError, ValueError) as err:
-        raise StvmError(path, f"cannot read {what} PNG ({err})") from None
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+        raise StvmError(path, f"cannot read {what} PNG ({str(err)[:160]})") from None
     if arr.ndim != 2:
         raise StvmError(
             path,

@@ -3,6 +3,11 @@
 The numbers themselves come from ``stvm.evaluate.metrics`` (the one implementation); this module
 only wires paths, the model checkpoint and provenance (every open choice is written next to the
 numbers, so a metrics file is self-describing).
+
+The input size is the prepared images' own size, checked against the size the model records it
+was trained at (a mismatch is an error; ``input_size`` is the stated override). The output folder
+(``metrics.json``, ``confusion.json``, predictions) is written whole into a temporary folder and
+renamed, so a reader never sees a new confusion matrix beside old metrics.
 """
 
 from __future__ import annotations
@@ -15,10 +20,14 @@ import numpy as np
 
 from stvm.config import EvaluateParams, section_dict
 from stvm.evaluate.inference import evaluate_folder
+from stvm.data.datasets import prepared_size
+from stvm.errors import StvmError
 from stvm.evaluate.metrics import flatten_metrics
-from stvm.io import write_json
+from stvm.io import atomic_dir, prepare_out_dir, write_json
 from stvm.models.weights import load_model_checkpoint
 from stvm.runtime import resolve_device
+
+_OWN = ("metrics.json", "confusion.json")  # a folder holding either is an evaluate output
 
 
 def evaluate_stage(
@@ -29,17 +38,63 @@ def evaluate_stage(
     labels: Path,
     out: Path,
     device: str,
-    input_size: tuple[int, int],
+    input_size: tuple[int, int] | None = None,
     show_progress: bool = True,
 ) -> dict[str, Any]:
-    """Evaluate ``model_path`` on (images, labels); write ``out/metrics.json`` and return it."""
+    """Evaluate ``model_path`` on (images, labels); write ``out/metrics.json`` and return it.
+
+    ``input_size`` (W, H) overrides the input size, which is otherwise the prepared images' own.
+    """
     t0 = time.perf_counter()
+    _check_out(out)
     dev = resolve_device(device)
     model, meta = load_model_checkpoint(model_path)
     model.to(dev)
     protocol = int(meta.get("protocol", 19))
-    pred_dir = out / "pred" if cfg.save_predictions else None
-    color_dir = out / "color" if cfg.save_predictions else None
+    input_size, size_from = _input_size(model_path, meta, images, input_size)
+    with atomic_dir(out, overwrite=True) as tmp:
+        metrics = _evaluate_into(tmp, cfg, model, meta, protocol, images, labels, dev, input_size, show_progress)
+        metrics["evaluation"]["input_size_from"] = size_from
+        metrics["evaluation"]["wall_seconds"] = round(time.perf_counter() - t0, 2)
+        write_json(tmp / "confusion.json", metrics.pop("_confusion"))
+        write_json(tmp / "metrics.json", metrics)
+    return metrics
+
+
+def _check_out(out: Path) -> None:
+    """``out`` is replaced as a whole: refuse a non-empty folder that is not an evaluate output."""
+    prepare_out_dir(out)
+    if out.is_dir() and any(out.iterdir()) and not any((out / name).is_file() for name in _OWN):
+        raise StvmError(out, f"folder holds other files and no {' or '.join(_OWN)}; evaluate replaces its "
+                             "output folder as a whole, so give it a folder of its own")
+
+
+def _input_size(model_path: Path, meta: dict, images: Path,
+                override: tuple[int, int] | None) -> tuple[tuple[int, int], str]:
+    """The input size and where it came from: the override, else the prepared images' size, which
+    must be the one the model records it was trained at."""
+    if override is not None:
+        w, h = override
+        if not (8 <= w <= 8192 and 8 <= h <= 8192):
+            raise StvmError(None, f"--input-size: expected sides in [8, 8192], got {w}x{h}")
+        return (w, h), "override"
+    data = prepared_size(images)
+    trained = meta.get("input_size")
+    if trained is not None and not (isinstance(trained, (list, tuple)) and len(trained) == 2
+                                    and all(isinstance(v, int) and not isinstance(v, bool) for v in trained)):
+        raise StvmError(model_path, f"corrupt checkpoint: input_size {str(trained)[:40]} (expected [width, height])")
+    if trained is not None and tuple(trained) != data:
+        raise StvmError(images, f"images are {data[0]}x{data[1]} but {model_path} was trained at "
+                                f"{trained[0]}x{trained[1]} (prepared at another size?); prepare the data at the "
+                                "model's size, or pass --input-size WxH to override")
+    return data, "prepared images" + (" (= the model's training size)" if trained is not None else "")
+
+
+def _evaluate_into(tmp: Path, cfg: EvaluateParams, model, meta: dict, protocol: int, images: Path, labels: Path,
+                   dev, input_size: tuple[int, int], show_progress: bool) -> dict[str, Any]:
+    """Score the model, writing predictions under ``tmp``; the metrics dict (with the confusion)."""
+    pred_dir = tmp / "pred" if cfg.save_predictions else None
+    color_dir = tmp / "color" if cfg.save_predictions else None
     scores, confusion = evaluate_folder(
         model, images, labels, protocol=protocol, input_size=input_size, scales=cfg.scales, flip=cfg.flip,
         device=dev, pred_dir=pred_dir, color_dir=color_dir, show_progress=show_progress,
@@ -54,12 +109,10 @@ def evaluate_stage(
             "mst": len(cfg.scales) > 1 or cfg.flip,
             "input_size": list(input_size),
             "scoring_resolution": "label resolution (predictions upsampled bilinearly)",
-            "wall_seconds": round(time.perf_counter() - t0, 2),
         },
         "model": {k: v for k, v in meta.items() if k not in ("params", "metric_head", "teacher")},
+        "_confusion": {"protocol": protocol, "matrix": np.asarray(confusion).astype(int).tolist()},
     }
-    write_json(out / "confusion.json", {"protocol": protocol, "matrix": np.asarray(confusion).astype(int).tolist()})
-    write_json(out / "metrics.json", metrics)
     return metrics
 
 

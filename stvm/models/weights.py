@@ -61,12 +61,14 @@ from torch import Tensor
 from stvm.errors import StvmError
 from stvm.io import load_checkpoint, save_checkpoint
 from stvm.models.deeplab import ARCHS, SegModel, build_model
+from stvm.runtime import check_finite
 
 FORMAT = "stvm-model-v1"
 CAFFE_MEAN_BGR = (104.00698793, 116.66876762, 122.67891434)  # AdaptSegNet / ADVENT IMG_MEAN
 _IMAGENET_ENUMS = {101: "ResNet101_Weights", 50: "ResNet50_Weights", 18: "ResNet18_Weights"}
 _DEPTH = {"deeplabv2_r101": 101, "deeplabv3_r50": 50, "deeplabv2_r18": 18, "deeplabv3_r18": 18}
 _SHOW = 8  # keys listed per category in an error message
+MAX_CLASSES = 255  # trainIds are uint8 with 255 = ignore
 
 
 def _shape(value: Any) -> str:
@@ -130,6 +132,8 @@ def _unwrap(
             break
     out = {}
     for key, value in obj.items():
+        if not isinstance(key, str):
+            raise StvmError(path, f"not a state dict: key {str(key)[:40]!r} is a {type(key).__name__}, not a name")
         stripped = True
         while stripped:
             stripped = False
@@ -305,6 +309,7 @@ def save_model_checkpoint(model: SegModel, path: str | Path, **meta: Any) -> Non
     reserved = {"format", "arch", "num_classes", "model"} & meta.keys()
     if reserved:
         raise ValueError(f"meta may not override {sorted(reserved)}")
+    check_finite(model.state_dict(), path)
     obj = {
         "format": FORMAT,
         "arch": model.arch,
@@ -312,6 +317,18 @@ def save_model_checkpoint(model: SegModel, path: str | Path, **meta: Any) -> Non
         "model": model.state_dict(),
     }
     save_checkpoint(obj | meta, path)
+
+
+def _check_protocol(obj: dict[str, Any], path: Path) -> None:
+    """A recorded protocol must be 19, 16 or 13 (the class count is checked where it is used)."""
+    from stvm.data.labels import PROTOCOL_CLASSES
+
+    if "protocol" not in obj:
+        return
+    protocol = obj["protocol"]
+    if isinstance(protocol, bool) or protocol not in PROTOCOL_CLASSES:
+        raise StvmError(path, f"corrupt {FORMAT} checkpoint: protocol {str(protocol)[:40]} "
+                              f"(expected one of {sorted(PROTOCOL_CLASSES)})")
 
 
 def load_model_checkpoint(path: str | Path) -> tuple[SegModel, dict[str, Any]]:
@@ -330,13 +347,18 @@ def load_model_checkpoint(path: str | Path) -> tuple[SegModel, dict[str, Any]]:
         )
     arch, num_classes = obj.get("arch"), obj.get("num_classes")
     if (
-        arch not in ARCHS
+        not isinstance(arch, str)
+        or arch not in ARCHS
+        or isinstance(num_classes, bool)
         or not isinstance(num_classes, int)
+        or not 1 <= num_classes <= MAX_CLASSES
         or not isinstance(obj.get("model"), dict)
     ):
         raise StvmError(
-            path, f"corrupt {FORMAT} checkpoint: arch {arch!r}, num_classes {num_classes!r}"
+            path, f"corrupt {FORMAT} checkpoint: arch {str(arch)[:40]!r}, num_classes {str(num_classes)[:40]} "
+                  f"(expected one of {sorted(ARCHS)} and 1..{MAX_CLASSES} classes)"
         )
+    _check_protocol(obj, path)
     model = build_model(arch, num_classes)
     _load_checked(model, obj["model"], path, f"{arch} with {num_classes} classes")
     return model, {k: v for k, v in obj.items() if k not in ("format", "model")}

@@ -9,6 +9,7 @@ paper's tables shipped as CSV (``stvm.report.paper``). A missing or corrupt file
 from __future__ import annotations
 
 import csv
+import math
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,9 +77,15 @@ def collect(eval_root: Path, key: str = "miou") -> dict[str, dict[int, float]]:
     out: dict[str, dict[int, float]] = {}
     for path in sorted(eval_root.glob("*/seed*/metrics.json")):
         name, seed = path.parent.parent.name, _seed_of(path.parent)
-        value = read_json(path).get(key)
-        if value is not None:
-            out.setdefault(name, {})[seed] = float(value)
+        metrics = read_json(path)
+        if not isinstance(metrics, dict):
+            raise StvmError(path, f"expected a JSON object of metrics, got a {type(metrics).__name__}")
+        value = metrics.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise StvmError(path, f"'{key}' is {str(value)[:40]!r}, not a finite number")
+        out.setdefault(name, {})[seed] = float(value)
     if not out:
         raise StvmError(eval_root, f"no metrics.json with '{key}' found")
     return out
@@ -101,11 +108,12 @@ def ablation_rows(runs: dict[str, dict[int, float]]) -> list[dict[str, float | s
 
 
 def ablation_markdown(rows: list[dict]) -> str:
-    """The ablation rows as a Markdown table."""
+    """The ablation rows as a Markdown table (one seed has no spread: "± n/a", never "± 0.0")."""
     lines = ["| run | mIoU mean ± std | min | seeds | Δ to row above |", "|---|---|---|---|---|"]
     for r in rows:
         delta = "" if r["delta"] is None else f"{r['delta']:+.1f}"
-        lines.append(f"| {r['name']} | {r['mean']:.1f} ± {r['std']:.1f} | {r['min']:.1f} | {r['seeds']} | {delta} |")
+        spread = f"{r['std']:.1f}" if r["seeds"] > 1 else "n/a (1 seed)"
+        lines.append(f"| {r['name']} | {r['mean']:.1f} ± {spread} | {r['min']:.1f} | {r['seeds']} | {delta} |")
     return "\n".join(lines)
 
 
