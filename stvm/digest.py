@@ -22,11 +22,17 @@ from stvm.errors import StvmError
 RACY_SECONDS = 2.0
 
 
-def file_sha256(path: Path) -> str:
-    """sha256 of one file, read in 1 MiB blocks; a missing file or a folder is a StvmError."""
+def require_file(path: Path) -> Path:
+    """``path`` itself, when it is a file; a StvmError naming it otherwise (missing, or a folder)."""
     path = Path(path)
     if not path.is_file():
         raise StvmError(path, "is a directory, not a file" if path.is_dir() else "file not found")
+    return path
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of one file, read in 1 MiB blocks; a missing file or a folder is a StvmError."""
+    path = require_file(path)
     h = hashlib.sha256()
     with path.open("rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):

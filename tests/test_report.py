@@ -48,6 +48,16 @@ def test_ablation_rows_from_metrics_files(tmp_path, capsys):
     assert "| Source | 31.0 ± 1.0 |" in capsys.readouterr().out
 
 
+def test_summary_of_one_seed_shows_no_zero_spread(tmp_path, capsys):
+    _write(tmp_path, "Source", 0, 13.0)
+    _write(tmp_path, "STvM", 0, 19.5)
+    _write(tmp_path, "STvM", 1, 20.5)
+    assert main(["summary", "--eval", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "| Source | 13.0 ± n/a (1 seed) | 13.0 | 1 |" in out and "± 0.0" not in out
+    assert "| STvM | 20.0 ± 0.7 | 19.5 | 2 | +7.0 |" in out
+
+
 def test_missing_results_is_a_user_error(tmp_path, capsys):
     assert main(["summary", "--eval", str(tmp_path / "none")]) == 2
     assert "no evaluation results" in capsys.readouterr().err

@@ -84,3 +84,74 @@ def test_two_process_ddp_on_cpu(tmp_path):
     assert json.loads((tmp_path / "out/train_metrics.json").read_text())["world_size"] == 2
     model, meta = load_model_checkpoint(tmp_path / "out/model.pt")
     assert meta["stage"] == "train_source"
+
+
+def _relabel_same_size(path):
+    """Rewrite an uncompressed label PNG with other ids: same byte count, same mtime."""
+    import os
+
+    import numpy as np
+    from PIL import Image
+
+    st = path.stat()
+    lab = np.asarray(Image.open(path)).copy()
+    lab[: lab.shape[0] // 2] = 13  # the top half becomes car
+    Image.fromarray(lab).save(path, compress_level=0)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # as `cp -p` or `rsync -t` would
+    assert path.stat().st_size == st.st_size and path.stat().st_mtime_ns == st.st_mtime_ns
+
+
+def test_a_relabelled_input_of_the_same_size_is_not_resumed(tmp_path, capsys):
+    from PIL import Image
+
+    data = write_prepared(tmp_path / "data")
+    for p in data[1].glob("*.png"):  # uncompressed: the size depends on the shape only
+        Image.open(p).save(p, compress_level=0)
+    cfg = train_params()
+    _train(cfg, data, tmp_path / "run", stop_after=3)
+    _relabel_same_size(data[1] / "00002.png")
+    _train(cfg, data, tmp_path / "run")
+    assert "starting from scratch" in capsys.readouterr().err
+    _train(cfg, data, tmp_path / "fresh")
+    a, _ = load_model_checkpoint(tmp_path / "run/model.pt")
+    b, _ = load_model_checkpoint(tmp_path / "fresh/model.pt")
+    assert same_weights(a, b)
+
+
+def test_loss_curve_after_a_resume_off_a_logging_step_equals_uninterrupted(tmp_path):
+    data = write_prepared(tmp_path / "data")
+    cfg = train_params(iterations=8, log_every=4, ckpt_every=100)
+    _train(cfg, data, tmp_path / "full")
+    _train(cfg, data, tmp_path / "resumed", stop_after=3)  # checkpoint at 3, inside the first window
+    _train(cfg, data, tmp_path / "resumed")
+    full = (tmp_path / "full/plots/train.csv").read_text()
+    assert full.count("\n") == 3 and (tmp_path / "resumed/plots/train.csv").read_text() == full
+
+
+def test_a_diverged_run_leaves_no_nonfinite_checkpoint_and_no_header_only_plot(tmp_path):
+    data = write_prepared(tmp_path / "data")
+    with pytest.raises(StvmError, match=r"NaN/inf at iteration \d+"):
+        _train(train_params(lr=1e12, iterations=6, log_every=6, ckpt_every=1), data, tmp_path / "nan")
+    ckpt = tmp_path / "nan/ckpt/last.pt"
+    if ckpt.exists():  # the steps before the divergence may be saved, never a non-finite one
+        state = load_checkpoint(ckpt)["model"]
+        assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
+    assert not (tmp_path / "nan/plots/train.csv").exists() and not (tmp_path / "nan/model.pt").exists()
+
+
+def test_checkpoints_with_nonfinite_weights_are_refused(tmp_path):
+    from stvm.models.deeplab import build_model
+    from stvm.models.weights import save_model_checkpoint
+
+    model = build_model("deeplabv2_r18", 19)
+    with torch.no_grad():
+        model.classifier.branches[0].weight[0, 0, 0, 0] = float("nan")
+    with pytest.raises(StvmError, match="NaN/inf"):
+        save_model_checkpoint(model, tmp_path / "m.pt")
+    assert not list(tmp_path.iterdir())
+
+
+def test_the_model_records_its_input_size(tmp_path):
+    data = write_prepared(tmp_path / "data", size=(40, 24))
+    _train(train_params(iterations=2), data, tmp_path / "run")
+    assert load_model_checkpoint(tmp_path / "run/model.pt")[1]["input_size"] == [40, 24]

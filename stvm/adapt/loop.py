@@ -86,7 +86,7 @@ from stvm.adapt.metric import (
 from stvm.adapt.teacher import ema_update, relative_drift, should_update, student_weight
 from stvm.config import AdaptParams, section_dict
 from stvm.data.datasets import CropDataset, IterationBatches, list_stems, prepared_size, read_rgb
-from stvm.digest import inputs_digest
+from stvm.digest import inputs_digest, require_file
 from stvm.evaluate.inference import IMAGENET_MEAN, IMAGENET_STD, normalize
 from stvm.io import load_checkpoint, prepare_out_dir, save_checkpoint, write_json
 from stvm.models.deeplab import build_head
@@ -348,6 +348,7 @@ def adapt(
     ckpt_path = out / "ckpt" / "last.pt"
     if info.is_main:
         prepare_out_dir(out)  # fails early on an unusable --out; removes a dead run's temporaries
+    require_file(source_model)
     digests = inputs_digest([source_model, target_images], ckpt_path.parent / "inputs.json" if info.is_main else None)
     run_id = fingerprint({"params": section_dict(cfg), "variant": variant, "seed": seed,
                           "source": digests[str(source_model)], "inputs": digests[str(target_images)],
