@@ -45,7 +45,7 @@ def test_a_size_mismatch_is_an_error_unless_overridden(tiny, tmp_path):
 
 def test_a_kill_between_the_two_writes_leaves_the_old_pair(tiny, tmp_path, monkeypatch):
     out = tmp_path / "e"
-    _run(tiny, out)
+    _run(tiny, out, input_size=(48, 32))
     old = {p.name: p.read_bytes() for p in out.iterdir()}
     assert set(old) == {"metrics.json", "confusion.json"}
     real, calls = stage.write_json, []
