@@ -249,7 +249,8 @@ def params_from_dict(raw: Any) -> Params:
         if dataclasses.is_dataclass(tp):
             out[name] = _build_section(tp, name, raw[name])
         else:
-            out[name] = _check_value(name, tp, raw[name], {"min": 0} if name in ("seeds", "source_seed") else {})
+            seed_range = {"min": 0, "max": SEED_MAX} if name in ("seeds", "source_seed") else {}
+            out[name] = _check_value(name, tp, raw[name], seed_range)
     for v in out.get("variants", []):
         if v not in VARIANTS:
             raise StvmError(None, f"variants: unknown variant {show(v)} (known: {', '.join(VARIANTS)})")

@@ -115,7 +115,8 @@ def test_params_huge_value_is_not_echoed_whole(tmp_path, capsys):
     ("evaluate:\n  scales: [1.0, -.inf]\n", "evaluate.scales[1]: expected a finite number"),
     ("common:\n  seed: -1\n", "common.seed: expected a value in [0, 4294967295]"),
     ("synth:\n  seed: 18446744073709551616\n", "synth.seed: expected a value in [0, 4294967295]"),
-    ("seeds: [0, -1]\n", "seeds[1]: expected an integer seed"),
+    ("seeds: [0, 4294967296]\n", "seeds[1]: expected an integer seed in [0, 4294967295]"),
+    ("source_seed: 18446744073709551616\n", "source_seed: expected a value in [0, 4294967295]"),
     ("prepare:\n  width: 1000000000\n", "prepare.width: expected a value in [8, 8192]"),
 ])
 def test_params_out_of_range(tmp_path, capsys, text, key):
