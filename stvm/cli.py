@@ -58,11 +58,16 @@ def cmd_synth(args: argparse.Namespace) -> int:
 def cmd_prepare(args: argparse.Namespace) -> int:
     from stvm.data.prepare import prepare_dataset
 
-    cfg = _params(args).prepare
+    p = _params(args)
+    cfg = p.prepare
     holdout = cfg.source_holdout if args.holdout is None else args.holdout
+    role = getattr(p.data, args.role) if args.role else None
+    labels = args.labels or (role.labels if role else "")
+    encoding = args.label_encoding or (role.label_encoding if role else "cityscapes")
     manifest = prepare_dataset(
         args.dataset, args.root, args.out, size=(cfg.width, cfg.height), eval_label_size=cfg.eval_label_size,
         holdout=holdout if args.dataset in ("gta5", "synthia") else 0, city=args.city or None, mismatch=cfg.mismatch,
+        labels=Path(labels) if labels else None, label_encoding=encoding,
         workers=cfg.workers if args.workers is None else args.workers, overwrite=args.overwrite,
         show_progress=not args.quiet,
     )
@@ -183,8 +188,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--preview", type=Path, help="also write a PNG preview of both domains")
 
     sp = stage("prepare", "Read a raw dataset, remap labels to trainIds, resize, write a prepared dataset.", cmd_prepare)
-    sp.add_argument("--dataset", required=True, choices=["gta5", "synthia", "cityscapes", "nthu"])
+    sp.add_argument("--dataset", required=True, choices=["gta5", "synthia", "cityscapes", "nthu", "folder"],
+                    help="folder: every PNG/JPEG under --root (nested), e.g. your own frames")
     sp.add_argument("--root", type=Path, required=True, help="raw dataset root, exactly as distributed")
+    sp.add_argument("--labels", type=Path, help="folder only: label PNGs at the images' relative paths (-> val)")
+    sp.add_argument("--label-encoding", choices=["cityscapes", "trainids"],
+                    help="folder only: Cityscapes ids (default) or trainIds in the label PNGs")
+    sp.add_argument("--role", choices=["source", "target"],
+                    help="take --labels/--label-encoding from params data.<role> (dvc.yaml passes it)")
     sp.add_argument("--out", type=Path, required=True, help="prepared dataset folder (must not exist)")
     sp.add_argument("--city", default="", help="NTHU Cross-City city: Rome, Rio, Tokyo or Taipei")
     sp.add_argument("--holdout", type=int, help="override prepare.source_holdout (gta5/synthia only)")
