@@ -114,6 +114,20 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_predict(args: argparse.Namespace) -> int:
+    from stvm.config import Params
+    from stvm.evaluate.predict import predict_folder
+
+    p = _params(args) if args.params is not None else Params()
+    summary = predict_folder(
+        args.model, args.images, args.out, scales=args.scales or p.evaluate.scales,
+        flip=p.evaluate.flip if args.flip is None else args.flip, batch_size=args.batch_size or p.evaluate.batch_size,
+        maps=args.maps, device=args.device or p.common.device, overwrite=args.overwrite, show_progress=not args.quiet,
+    )
+    print(json.dumps({k: summary[k] for k in ("images", "predicted", "skipped", "wall_seconds")}))
+    return 0
+
+
 def cmd_score(args: argparse.Namespace) -> int:
     from stvm.evaluate.score import score_folders
 
@@ -225,6 +239,23 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--input-size", type=_size, metavar="WxH",
                     help="resize the images to WxH (default: the prepared images' own size, which must be "
                          "the size the model was trained at); a stated override, recorded in metrics.json")
+
+    sp = sub.add_parser("predict", help="Segment every PNG/JPEG under a folder at its own size (trainId, colour and "
+                        "overlay PNGs; resumable).")
+    sp.add_argument("--model", type=Path, required=True, help="stvm model.pt (source, adapted or imported)")
+    sp.add_argument("--images", type=Path, required=True, help="folder of images (nested folders are read too)")
+    sp.add_argument("--out", type=Path, required=True, help="folder: pred/, color/, overlay/ (+ maps), predict.json")
+    sp.add_argument("--params", type=Path, help="params file for evaluate.scales/flip/batch_size and common.device "
+                    "(default: built-in defaults)")
+    sp.add_argument("--scales", type=float, nargs="+", help="MST scales (override evaluate.scales)")
+    sp.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None, help="average with the flipped input")
+    sp.add_argument("--batch-size", type=int, help="images per batch (equal sizes only; override evaluate.batch_size)")
+    sp.add_argument("--maps", action="store_true", help="also write the teacher's confidence and, when the checkpoint "
+                    "carries M, the reliability map")
+    sp.add_argument("--device", choices=["auto", "cpu", "cuda"], help="override common.device")
+    sp.add_argument("--overwrite", action="store_true", help="replace predictions made with another model/settings")
+    sp.add_argument("--quiet", action="store_true", help="no progress output")
+    sp.set_defaults(fn=cmd_predict)
 
     sp = sub.add_parser("score", help="Score a folder of trainId prediction PNGs against labels (JSON on stdout).")
     sp.add_argument("--pred", type=Path, required=True)
