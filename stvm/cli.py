@@ -128,6 +128,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from stvm.export import export_model
+
+    info = export_model(args.model, args.out, fmt=args.format, opset=args.opset)
+    print(json.dumps({"out": str(args.out), "format": info["format"], "max_abs_diff": info["check"]["max_abs_diff"],
+                      "sidecar": f"{args.out}.json"}))
+    return 0
+
+
 def cmd_score(args: argparse.Namespace) -> int:
     from stvm.evaluate.score import score_folders
 
@@ -256,6 +265,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--overwrite", action="store_true", help="replace predictions made with another model/settings")
     sp.add_argument("--quiet", action="store_true", help="no progress output")
     sp.set_defaults(fn=cmd_predict)
+
+    sp = sub.add_parser("export", help="Export a model to TorchScript or ONNX, checked against PyTorch's logits, with "
+                        "its preprocessing in FILE.json.")
+    sp.add_argument("--model", type=Path, required=True, help="stvm model.pt")
+    sp.add_argument("--out", type=Path, required=True, help="FILE.onnx (ONNX) or FILE.pt/.ts (TorchScript)")
+    sp.add_argument("--format", choices=["onnx", "torchscript"], help="override the format the suffix implies")
+    sp.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    sp.set_defaults(fn=cmd_export)
 
     sp = sub.add_parser("score", help="Score a folder of trainId prediction PNGs against labels (JSON on stdout).")
     sp.add_argument("--pred", type=Path, required=True)

@@ -9,7 +9,7 @@ from stvm.cli import build_parser, main
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = ["synth", "prepare", "train_source", "adapt", "evaluate", "score", "bench", "summary", "import", "params", "report",
-          "predict"]
+          "predict", "export"]
 
 
 def test_every_stage_is_a_subcommand():
