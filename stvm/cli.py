@@ -177,10 +177,23 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_import(args: argparse.Namespace) -> int:
     from stvm.data.labels import PROTOCOL_CLASSES
+    from stvm.models.sources import import_stvm, import_torchvision_deeplabv3
     from stvm.models.weights import import_external_deeplabv2, save_model_checkpoint
 
-    model = import_external_deeplabv2(args.pth, len(PROTOCOL_CLASSES[args.protocol]), aspp_branches=args.aspp_branches)
-    save_model_checkpoint(model, args.out, protocol=args.protocol, stage="import", init=f"imported from {args.pth}")
+    protocol = args.protocol or 19
+    meta = {"protocol": protocol, "stage": "import", "init": f"imported from {args.pth} ({args.source})"}
+    if args.source == "stvm":
+        model, old = import_stvm(args.pth)
+        by_count = {len(v): k for k, v in PROTOCOL_CLASSES.items()}
+        protocol = args.protocol or old.get("protocol") or by_count.get(model.num_classes)
+        if protocol not in PROTOCOL_CLASSES or len(PROTOCOL_CLASSES[protocol]) != model.num_classes:
+            raise StvmError(args.pth, f"{model.num_classes} classes do not fit protocol {protocol}")
+        meta = {**old, **meta, "protocol": protocol}
+    elif args.source == "torchvision-deeplabv3":
+        model = import_torchvision_deeplabv3(args.pth, len(PROTOCOL_CLASSES[protocol]), replace_head=args.replace_head)
+    else:
+        model = import_external_deeplabv2(args.pth, len(PROTOCOL_CLASSES[protocol]), aspp_branches=args.aspp_branches)
+    save_model_checkpoint(model, args.out, **meta)
     print(json.dumps({"out": str(args.out), "arch": model.arch, "num_classes": model.num_classes}))
     return 0
 
@@ -305,10 +318,19 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--synth", type=Path, help="synthetic benchmark summary (data/raw/synth/synth.json), if used")
     sp.add_argument("--out", type=Path, default=Path("results/report"), help="report folder (replaced as a whole)")
 
-    sp = sub.add_parser("import", help="Import a DeepLabV2-R101 source model trained elsewhere (AdaptSegNet/ADVENT .pth).")
+    sp = sub.add_parser("import", help="Import a source model trained elsewhere: AdaptSegNet/ADVENT DeepLabV2 .pth, "
+                        "torchvision deeplabv3_resnet50, or an stvm file of another version.")
     sp.add_argument("--pth", type=Path, required=True, help="the foreign checkpoint (loaded weights-only)")
     sp.add_argument("--out", type=Path, required=True, help="stvm model.pt to write (e.g. results/models/Source/seed0/model.pt)")
-    sp.add_argument("--protocol", type=int, choices=[19, 16, 13], default=19)
+    sp.add_argument("--source", choices=["deeplabv2", "torchvision-deeplabv3", "stvm"], default="deeplabv2",
+                    help="deeplabv2: AdaptSegNet/ADVENT DeepLabV2-R101 (default); torchvision-deeplabv3: a "
+                         "torchvision deeplabv3_resnet50 state dict; stvm: an stvm model, train or adapt checkpoint "
+                         "of another version")
+    sp.add_argument("--replace-head", action="store_true",
+                    help="torchvision-deeplabv3: replace a head of another class count (21 COCO/VOC classes) by a "
+                         "fresh random one (warns; train it before adapting)")
+    sp.add_argument("--protocol", type=int, choices=[19, 16, 13],
+                    help="class protocol (default 19; stvm files keep theirs)")
     sp.add_argument("--aspp-branches", type=int, choices=[1, 2, 3, 4], help="2 for AdaptSegNet checkpoints (see README)")
     sp.set_defaults(fn=cmd_import)
 
