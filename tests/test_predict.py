@@ -153,7 +153,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
     code = main(["predict", "--quiet", "--model", str(other), "--out", str(tmp_path / "p1"), "--images",
                  str(tmp_path / "frames"), "--overwrite"])
     assert code == 0
-    assert json.loads((tmp_path / "p1/predict.json").read_text())["run"]["model"] == str(other)
+    assert json.loads((tmp_path / "p1/predict.json").read_text())["model"] == str(other)
 
 
 @pytest.mark.parametrize("arch", ["deeplabv3_r18"])

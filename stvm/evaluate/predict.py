@@ -54,7 +54,7 @@ def _claim(out: Path, run: dict[str, Any], overwrite: bool) -> None:
     if record.exists() and not overwrite:
         old = read_json(record).get("run")
         if old != run:
-            changed = sorted(k for k in run if not isinstance(old, dict) or old.get(k) != run[k])
+            changed = sorted(k.replace("_sha256", "") for k in run if not isinstance(old, dict) or old.get(k) != run[k])
             raise StvmError(
                 record, f"holds predictions made with another {', '.join(changed) or 'run'} "
                 "(pass --overwrite to replace them, or choose another --out)")
@@ -69,8 +69,8 @@ def _image_size(path: Path) -> tuple[int, int]:
     try:
         with Image.open(path) as im:
             return im.size
-    except (OSError, SyntaxError, ValueError) as err:
-        raise StvmError(path, f"unreadable or corrupt image file ({err})") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        raise StvmError(path, f"unreadable or corrupt image file ({str(err)[:160]})") from None
 
 
 def _batches(images: dict[str, Path], todo: list[str], batch_size: int) -> Iterator[list[tuple[str, np.ndarray]]]:
@@ -133,8 +133,8 @@ def predict_folder(
         raise StvmError(model_path, f"model outputs {nets.model.num_classes} classes but its protocol "
                         f"{protocol} needs {len(to_trainid)}")
     kinds = (["confidence"] + (["reliability"] if nets.metric is not None else [])) if maps else []
-    run = {"model": str(model_path), "model_sha256": _sha256(model_path), "scales": [float(s) for s in scales],
-           "flip": bool(flip), "maps": kinds}
+    run = {"model_sha256": _sha256(model_path), "scales": [float(s) for s in scales], "flip": bool(flip),
+           "maps": kinds}
     _claim(out, run, overwrite)
     todo = [s for s in found if not all(p.exists() for p in _outputs(out, s, kinds))]
     with ProgressBar(len(todo), "predict", enabled=show_progress) as bar, torch.inference_mode(), autocast(dev):
@@ -146,7 +146,7 @@ def predict_folder(
                 _write(out, stem, img, preds[i], nets, x[i: i + 1], kinds)
             bar.update(len(batch))
     seconds = time.perf_counter() - t0
-    summary = {"run": run, "finished": True, "images": len(found), "predicted": len(todo),
+    summary = {"run": run, "model": str(model_path), "finished": True, "images": len(found), "predicted": len(todo),
                "skipped": len(found) - len(todo), "device": str(dev), "wall_seconds": round(seconds, 2),
                "teacher": nets.teacher is not None, "metric_head": nets.metric is not None}
     write_json(out / "predict.json", summary)
