@@ -58,11 +58,16 @@ def cmd_synth(args: argparse.Namespace) -> int:
 def cmd_prepare(args: argparse.Namespace) -> int:
     from stvm.data.prepare import prepare_dataset
 
-    cfg = _params(args).prepare
+    p = _params(args)
+    cfg = p.prepare
     holdout = cfg.source_holdout if args.holdout is None else args.holdout
+    role = getattr(p.data, args.role) if args.role else None
+    labels = args.labels or (role.labels if role else "")
+    encoding = args.label_encoding or (role.label_encoding if role else "cityscapes")
     manifest = prepare_dataset(
         args.dataset, args.root, args.out, size=(cfg.width, cfg.height), eval_label_size=cfg.eval_label_size,
         holdout=holdout if args.dataset in ("gta5", "synthia") else 0, city=args.city or None, mismatch=cfg.mismatch,
+        labels=Path(labels) if labels else None, label_encoding=encoding,
         workers=cfg.workers if args.workers is None else args.workers, overwrite=args.overwrite,
         show_progress=not args.quiet,
     )
@@ -109,6 +114,29 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_predict(args: argparse.Namespace) -> int:
+    from stvm.config import Params
+    from stvm.evaluate.predict import predict_folder
+
+    p = _params(args) if args.params is not None else Params()
+    summary = predict_folder(
+        args.model, args.images, args.out, scales=args.scales or p.evaluate.scales,
+        flip=p.evaluate.flip if args.flip is None else args.flip, batch_size=args.batch_size or p.evaluate.batch_size,
+        maps=args.maps, device=args.device or p.common.device, overwrite=args.overwrite, show_progress=not args.quiet,
+    )
+    print(json.dumps({k: summary[k] for k in ("images", "predicted", "skipped", "wall_seconds")}))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from stvm.export import export_model
+
+    info = export_model(args.model, args.out, fmt=args.format, opset=args.opset)
+    print(json.dumps({"out": str(args.out), "format": info["format"], "max_abs_diff": info["check"]["max_abs_diff"],
+                      "sidecar": f"{args.out}.json"}))
+    return 0
+
+
 def cmd_score(args: argparse.Namespace) -> int:
     from stvm.evaluate.score import score_folders
 
@@ -149,10 +177,23 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_import(args: argparse.Namespace) -> int:
     from stvm.data.labels import PROTOCOL_CLASSES
+    from stvm.models.sources import import_stvm, import_torchvision_deeplabv3
     from stvm.models.weights import import_external_deeplabv2, save_model_checkpoint
 
-    model = import_external_deeplabv2(args.pth, len(PROTOCOL_CLASSES[args.protocol]), aspp_branches=args.aspp_branches)
-    save_model_checkpoint(model, args.out, protocol=args.protocol, stage="import", init=f"imported from {args.pth}")
+    protocol = args.protocol or 19
+    meta = {"protocol": protocol, "stage": "import", "init": f"imported from {args.pth} ({args.source})"}
+    if args.source == "stvm":
+        model, old = import_stvm(args.pth)
+        by_count = {len(v): k for k, v in PROTOCOL_CLASSES.items()}
+        protocol = args.protocol or old.get("protocol") or by_count.get(model.num_classes)
+        if protocol not in PROTOCOL_CLASSES or len(PROTOCOL_CLASSES[protocol]) != model.num_classes:
+            raise StvmError(args.pth, f"{model.num_classes} classes do not fit protocol {protocol}")
+        meta = {**old, **meta, "protocol": protocol}
+    elif args.source == "torchvision-deeplabv3":
+        model = import_torchvision_deeplabv3(args.pth, len(PROTOCOL_CLASSES[protocol]), replace_head=args.replace_head)
+    else:
+        model = import_external_deeplabv2(args.pth, len(PROTOCOL_CLASSES[protocol]), aspp_branches=args.aspp_branches)
+    save_model_checkpoint(model, args.out, **meta)
     print(json.dumps({"out": str(args.out), "arch": model.arch, "num_classes": model.num_classes}))
     return 0
 
@@ -183,8 +224,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--preview", type=Path, help="also write a PNG preview of both domains")
 
     sp = stage("prepare", "Read a raw dataset, remap labels to trainIds, resize, write a prepared dataset.", cmd_prepare)
-    sp.add_argument("--dataset", required=True, choices=["gta5", "synthia", "cityscapes", "nthu"])
+    sp.add_argument("--dataset", required=True, choices=["gta5", "synthia", "cityscapes", "nthu", "folder"],
+                    help="folder: every PNG/JPEG under --root (nested), e.g. your own frames")
     sp.add_argument("--root", type=Path, required=True, help="raw dataset root, exactly as distributed")
+    sp.add_argument("--labels", type=Path, help="folder only: label PNGs at the images' relative paths (-> val)")
+    sp.add_argument("--label-encoding", choices=["cityscapes", "trainids"],
+                    help="folder only: Cityscapes ids (default) or trainIds in the label PNGs")
+    sp.add_argument("--role", choices=["source", "target"],
+                    help="take --labels/--label-encoding from params data.<role> (dvc.yaml passes it)")
     sp.add_argument("--out", type=Path, required=True, help="prepared dataset folder (must not exist)")
     sp.add_argument("--city", default="", help="NTHU Cross-City city: Rome, Rio, Tokyo or Taipei")
     sp.add_argument("--holdout", type=int, help="override prepare.source_holdout (gta5/synthia only)")
@@ -214,6 +261,31 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--input-size", type=_size, metavar="WxH",
                     help="resize the images to WxH (default: the prepared images' own size, which must be "
                          "the size the model was trained at); a stated override, recorded in metrics.json")
+
+    sp = sub.add_parser("predict", help="Segment every PNG/JPEG under a folder at its own size (trainId, colour and "
+                        "overlay PNGs; resumable).")
+    sp.add_argument("--model", type=Path, required=True, help="stvm model.pt (source, adapted or imported)")
+    sp.add_argument("--images", type=Path, required=True, help="folder of images (nested folders are read too)")
+    sp.add_argument("--out", type=Path, required=True, help="folder: pred/, color/, overlay/ (+ maps), predict.json")
+    sp.add_argument("--params", type=Path, help="params file for evaluate.scales/flip/batch_size and common.device "
+                    "(default: built-in defaults)")
+    sp.add_argument("--scales", type=float, nargs="+", help="MST scales (override evaluate.scales)")
+    sp.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None, help="average with the flipped input")
+    sp.add_argument("--batch-size", type=int, help="images per batch (equal sizes only; override evaluate.batch_size)")
+    sp.add_argument("--maps", action="store_true", help="also write the teacher's confidence and, when the checkpoint "
+                    "carries M, the reliability map")
+    sp.add_argument("--device", choices=["auto", "cpu", "cuda"], help="override common.device")
+    sp.add_argument("--overwrite", action="store_true", help="replace predictions made with another model/settings")
+    sp.add_argument("--quiet", action="store_true", help="no progress output")
+    sp.set_defaults(fn=cmd_predict)
+
+    sp = sub.add_parser("export", help="Export a model to TorchScript or ONNX, checked against PyTorch's logits, with "
+                        "its preprocessing in FILE.json.")
+    sp.add_argument("--model", type=Path, required=True, help="stvm model.pt")
+    sp.add_argument("--out", type=Path, required=True, help="FILE.onnx (ONNX) or FILE.pt/.ts (TorchScript)")
+    sp.add_argument("--format", choices=["onnx", "torchscript"], help="override the format the suffix implies")
+    sp.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    sp.set_defaults(fn=cmd_export)
 
     sp = sub.add_parser("score", help="Score a folder of trainId prediction PNGs against labels (JSON on stdout).")
     sp.add_argument("--pred", type=Path, required=True)
@@ -246,10 +318,19 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--synth", type=Path, help="synthetic benchmark summary (data/raw/synth/synth.json), if used")
     sp.add_argument("--out", type=Path, default=Path("results/report"), help="report folder (replaced as a whole)")
 
-    sp = sub.add_parser("import", help="Import a DeepLabV2-R101 source model trained elsewhere (AdaptSegNet/ADVENT .pth).")
+    sp = sub.add_parser("import", help="Import a source model trained elsewhere: AdaptSegNet/ADVENT DeepLabV2 .pth, "
+                        "torchvision deeplabv3_resnet50, or an stvm file of another version.")
     sp.add_argument("--pth", type=Path, required=True, help="the foreign checkpoint (loaded weights-only)")
     sp.add_argument("--out", type=Path, required=True, help="stvm model.pt to write (e.g. results/models/Source/seed0/model.pt)")
-    sp.add_argument("--protocol", type=int, choices=[19, 16, 13], default=19)
+    sp.add_argument("--source", choices=["deeplabv2", "torchvision-deeplabv3", "stvm"], default="deeplabv2",
+                    help="deeplabv2: AdaptSegNet/ADVENT DeepLabV2-R101 (default); torchvision-deeplabv3: a "
+                         "torchvision deeplabv3_resnet50 state dict; stvm: an stvm model, train or adapt checkpoint "
+                         "of another version")
+    sp.add_argument("--replace-head", action="store_true",
+                    help="torchvision-deeplabv3: replace a head of another class count (21 COCO/VOC classes) by a "
+                         "fresh random one (warns; train it before adapting)")
+    sp.add_argument("--protocol", type=int, choices=[19, 16, 13],
+                    help="class protocol (default 19; stvm files keep theirs)")
     sp.add_argument("--aspp-branches", type=int, choices=[1, 2, 3, 4], help="2 for AdaptSegNet checkpoints (see README)")
     sp.set_defaults(fn=cmd_import)
 

@@ -157,9 +157,13 @@ class ReportParams:
 
 @dataclass(frozen=True)
 class DataRole:
-    dataset: Literal["gta5", "synthia", "cityscapes", "nthu"] = _f("gta5", "Raw format of this role's dataset.")
+    dataset: Literal["gta5", "synthia", "cityscapes", "nthu", "folder"] = _f(
+        "gta5", "Raw format of this role's dataset (folder = every PNG/JPEG under root, e.g. your own frames).")
     root: str = _f("data/raw/gta5", "Raw dataset root, exactly as distributed (under data/raw/<name>).")
     city: str = _f("", "NTHU Cross-City city (Rome, Rio, Tokyo, Taipei); empty otherwise.")
+    labels: str = _f("", "folder only: optional label PNGs, same relative paths as the images (-> val split).")
+    label_encoding: Literal["cityscapes", "trainids"] = _f(
+        "cityscapes", "folder only: what the label PNGs hold, Cityscapes ids (0-33) or trainIds (0-18, 255).")
 
 
 @dataclass(frozen=True)

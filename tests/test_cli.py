@@ -8,7 +8,8 @@ import pytest
 from stvm.cli import build_parser, main
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = ["synth", "prepare", "train_source", "adapt", "evaluate", "score", "bench", "summary", "import", "params", "report"]
+STAGES = ["synth", "prepare", "train_source", "adapt", "evaluate", "score", "bench", "summary", "import", "params", "report",
+          "predict", "export"]
 
 
 def test_every_stage_is_a_subcommand():

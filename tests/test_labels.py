@@ -86,7 +86,9 @@ def test_gta5_and_nthu_use_the_cityscapes_table():
     for enc in ("gta5", "nthu", "cityscapes"):
         assert L.ID_TO_TRAINID[enc] is L.CITYSCAPES_ID_TO_TRAINID
     assert L.ID_TO_TRAINID["synthia"] is L.SYNTHIA_ID_TO_TRAINID
-    assert L.VALID_ID_MAX == {"cityscapes": 33, "gta5": 34, "synthia": 22, "nthu": 33}
+    assert L.VALID_ID_MAX == {"cityscapes": 33, "gta5": 34, "synthia": 22, "nthu": 33, "trainids": 18}
+    assert L.ID_TO_TRAINID["trainids"][:19].tolist() == list(range(19))
+    assert (L.ID_TO_TRAINID["trainids"][19:] == 255).all()
 
 
 def test_luts_are_read_only():

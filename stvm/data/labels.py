@@ -119,6 +119,7 @@ def _lut(mapping: dict[int, int]) -> np.ndarray:
 
 CITYSCAPES_ID_TO_TRAINID = _lut(_CITYSCAPES_IDS)  # also GTA5 and NTHU (they store Cityscapes ids)
 SYNTHIA_ID_TO_TRAINID = _lut(_SYNTHIA_IDS)
+TRAINID_IDENTITY = _lut({i: i for i in range(19)})  # labels already in trainIds (255 = ignore)
 
 # Raw id -> trainId table per on-disk label encoding.
 ID_TO_TRAINID: dict[str, np.ndarray] = {
@@ -126,12 +127,14 @@ ID_TO_TRAINID: dict[str, np.ndarray] = {
     "gta5": CITYSCAPES_ID_TO_TRAINID,
     "nthu": CITYSCAPES_ID_TO_TRAINID,
     "synthia": SYNTHIA_ID_TO_TRAINID,
+    "trainids": TRAINID_IDENTITY,
 }
 
 # Largest raw id a label file of each encoding may contain; anything above is reported as corrupt.
 # GTA5 allows 34 because ProDA's GTA5 loader lists 34 among its void ids (formats.md section 2);
 # it maps to ignore like every other non-evaluated id.
-VALID_ID_MAX: dict[str, int] = {"cityscapes": 33, "gta5": 34, "synthia": 22, "nthu": 33}
+# "trainids" (a user's own labels, `prepare --dataset folder`) also allows IGNORE (255).
+VALID_ID_MAX: dict[str, int] = {"cityscapes": 33, "gta5": 34, "synthia": 22, "nthu": 33, "trainids": 18}
 
 PROTOCOL_CLASSES: dict[int, tuple[int, ...]] = {
     19: tuple(range(19)),

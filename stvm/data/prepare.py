@@ -31,6 +31,7 @@ from stvm.data.readers import (
     cityscapes_samples,
     decode_image,
     decode_label,
+    folder_samples,
     gta5_samples,
     nthu_samples,
     read_bytes,
@@ -41,7 +42,8 @@ from stvm.io import atomic_dir, write_json
 from stvm.limits import MAX_PIXELS
 from stvm.progress import ProgressBar
 
-DATASETS = ("gta5", "synthia", "cityscapes", "nthu")
+DATASETS = ("gta5", "synthia", "cityscapes", "nthu", "folder")
+FOLDER_LABEL_ENCODINGS = ("cityscapes", "trainids")
 EVAL_LABEL_SIZES = ("full", "train")
 MISMATCH_POLICIES = ("resize", "skip", "error")
 MAX_SIDE = int(MAX_PIXELS**0.5)
@@ -59,6 +61,8 @@ class _Task:
     size: tuple[int, int]
     resize_label: bool
     mismatch: str
+    label_root: Path  # label paths in the manifest are relative to it, after label_prefix
+    label_prefix: str = ""
 
 
 def _check_args(
@@ -106,10 +110,23 @@ def _check_args(
     return canonical
 
 
+def _check_folder_args(dataset: str, labels: Path | None, label_encoding: str) -> None:
+    """``labels`` applies to the folder dataset only; its encoding must be a known one."""
+    if labels is not None and dataset != "folder":
+        raise StvmError(None, f"labels only apply to the folder dataset (got {labels} for {dataset})")
+    if dataset == "folder" and label_encoding not in FOLDER_LABEL_ENCODINGS:
+        raise StvmError(
+            None,
+            f"label encoding must be one of {', '.join(FOLDER_LABEL_ENCODINGS)}, got {label_encoding!r}",
+        )
+
+
 def _list_splits(
-    dataset: str, root: Path, city: str | None, holdout: int
+    dataset: str, root: Path, city: str | None, holdout: int, labels: Path | None = None
 ) -> dict[str, list[Sample]]:
     """Raw samples per output split (train/val) following the dataset's split rules."""
+    if dataset == "folder":
+        return folder_samples(root, labels)
     if dataset == "cityscapes":
         return {"train": cityscapes_samples(root, "train"), "val": cityscapes_samples(root, "val")}
     if dataset == "nthu":
@@ -164,10 +181,14 @@ def _write_png(path: Path, array: np.ndarray) -> None:
         raise StvmError(path, "cannot write PNG")
 
 
-def _load(path: Path, root: Path, sources: dict[str, str]) -> bytes:
+def _load(path: Path, root: Path, sources: dict[str, str], prefix: str = "") -> bytes:
     """Read a raw file once, recording its sha256 under its path relative to the dataset root."""
     data = read_bytes(path)
-    sources[path.relative_to(root).as_posix()] = hashlib.sha256(data).hexdigest()
+    try:
+        rel = path.relative_to(root)
+    except ValueError:  # the same folder spelt differently (relative vs absolute, a symlink)
+        rel = path.resolve().relative_to(root.resolve())
+    sources[prefix + rel.as_posix()] = hashlib.sha256(data).hexdigest()
     return data
 
 
@@ -187,7 +208,8 @@ def _convert(task: _Task) -> dict[str, Any]:
     }
     label = None
     if s.label is not None:
-        raw = decode_label(_load(s.label, task.root, sources), s.label, task.encoding)
+        data = _load(s.label, task.label_root, sources, task.label_prefix)
+        raw = decode_label(data, s.label, task.encoding)
         if raw.shape != (h, w):
             problem = f"label size {raw.shape[1]}x{raw.shape[0]} differs from image size {w}x{h}"
             if task.mismatch == "error":
@@ -293,6 +315,14 @@ def _missing_dirs(path: Path) -> list[Path]:
     return missing
 
 
+def _label_root(root: Path, labels: str | None) -> tuple[Path, str]:
+    """Where label paths in the manifest are taken relative to: the dataset root, or (a folder
+    dataset's label folder outside it) the label folder itself, keys prefixed ``:labels/``."""
+    if labels is None or Path(labels).resolve().is_relative_to(root.resolve()):
+        return root, ""
+    return Path(labels), ":labels/"
+
+
 def _prepare_into(
     tmp: Path,
     dataset: str,
@@ -304,6 +334,8 @@ def _prepare_into(
 ) -> dict[str, Any]:
     """Convert every split into ``tmp`` and write ``tmp/manifest.json``; return the manifest."""
     size, train_labels = tuple(settings["size"]), settings["eval_label_size"] == "train"
+    encoding = settings.get("label_encoding") or dataset
+    label_root, label_prefix = _label_root(root, settings.get("labels"))
     tasks = []
     for split, samples in splits.items():
         labelled = samples[0].label is not None
@@ -311,7 +343,10 @@ def _prepare_into(
             (tmp / split / sub).mkdir(parents=True)
         resize_label = split == "train" or train_labels
         tasks += [
-            _Task(split, s, root, tmp, dataset, size, resize_label, settings["mismatch"])
+            _Task(
+                split, s, root, tmp, encoding, size, resize_label, settings["mismatch"],
+                label_root, label_prefix,
+            )
             for s in samples
         ]
     # The four output folders always exist (possibly empty): DVC and Snakemake declare a fixed set
@@ -325,8 +360,8 @@ def _prepare_into(
         "dataset": dataset,
         "root": str(root),
         **settings,
-        "encoding": dataset,
-        "remap": [int(v) for v in ID_TO_TRAINID[dataset]],
+        "encoding": encoding,
+        "remap": [int(v) for v in ID_TO_TRAINID[encoding]],
         "class_names": list(CLASS_NAMES),
         "splits": {},
     }
@@ -357,6 +392,8 @@ def prepare_dataset(
     holdout: int = 0,
     city: str | None = None,
     mismatch: str = "resize",
+    labels: Path | None = None,
+    label_encoding: str = "cityscapes",
     workers: int = 2,
     overwrite: bool = False,
     show_progress: bool = True,
@@ -364,15 +401,18 @@ def prepare_dataset(
     """Convert a raw dataset at ``root`` into the prepared layout at ``out``; return the manifest.
 
     ``size`` is (width, height). ``dataset`` is gta5, synthia, cityscapes or nthu (nthu needs
-    ``city``). ``holdout`` moves the last N sorted gta5/synthia stems to ``val``. ``mismatch``
+    ``city``; folder takes every PNG/JPEG under ``root``, and optional ``labels`` in
+    ``label_encoding``, see ``readers.folder_samples``). ``holdout`` moves the last N sorted gta5/synthia stems to ``val``. ``mismatch``
     decides what an image/label size mismatch does: resize the label (nearest; real GTA5 has a few
     1914x1046 frames), skip the pair, or error. Any bad input raises ``StvmError`` and writes
     nothing at ``out`` (an existing empty directory tree is accepted and left as it was).
     """
     city = _check_args(dataset, city, size, eval_label_size, holdout, mismatch)
+    _check_folder_args(dataset, labels, label_encoding)
     root, out = Path(root), Path(out)
+    labels = None if labels is None else Path(labels)
     _check_out(out, overwrite)
-    splits = _list_splits(dataset, root, city, holdout)
+    splits = _list_splits(dataset, root, city, holdout, labels)
     settings = {
         "city": city,
         "size": [int(size[0]), int(size[1])],
@@ -380,6 +420,8 @@ def prepare_dataset(
         "holdout": holdout,
         "mismatch": mismatch,
     }
+    if dataset == "folder":
+        settings |= {"labels": None if labels is None else str(labels), "label_encoding": label_encoding}
     created = _missing_dirs(out.parent)
     try:
         with atomic_dir(out, overwrite=True) as tmp:

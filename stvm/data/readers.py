@@ -19,13 +19,14 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from stvm.data.labels import VALID_ID_MAX
+from stvm.data.labels import IGNORE, VALID_ID_MAX
 from stvm.errors import StvmError
 
 NTHU_CITIES = ("Rome", "Rio", "Tokyo", "Taipei")
 CITYSCAPES_IMAGE_SUFFIX = "_leftImg8bit.png"
 CITYSCAPES_LABEL_SUFFIX = "_gtFine_labelIds.png"
 NTHU_LABEL_SUFFIX = "_eval.png"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
 @dataclass(frozen=True)
@@ -142,6 +143,69 @@ def nthu_samples(root: Path, city: str, split: str) -> list[Sample]:
     return _pair(images, labels, image_dir, lambda s: label_dir / f"{s}{NTHU_LABEL_SUFFIX}")
 
 
+def _visible_files(folder: Path, suffixes: tuple[str, ...], exclude: Path | None) -> list[Path]:
+    """Files under ``folder`` (recursively, sorted) with one of ``suffixes`` (any case), skipping
+    hidden files and folders and everything under ``exclude``."""
+    found = []
+    for p in sorted(folder.rglob("*")):
+        rel = p.relative_to(folder)
+        if any(part.startswith(".") for part in rel.parts) or p.suffix.lower() not in suffixes:
+            continue
+        if exclude is not None and p.resolve().is_relative_to(exclude):
+            continue
+        if p.is_file():
+            found.append(p)
+    return found
+
+
+def tree_stems(
+    folder: Path, suffixes: tuple[str, ...], exclude: Path | None = None
+) -> dict[str, Path]:
+    """``{stem: file}`` of every file under ``folder`` (nested) ending in one of ``suffixes``.
+
+    The stem is the relative path without its suffix, ``/`` written as ``__`` (``cam1/f001.jpg``
+    -> ``cam1__f001``): unique in a flat output folder and stable (it depends on the file's own
+    path only). Files that would share a stem (``f.jpg`` and ``f.png``) keep their suffix
+    (``f_jpg``, ``f_png``); a clash that remains is an error naming both files.
+    """
+    groups: dict[str, list[Path]] = {}
+    for p in _visible_files(folder, suffixes, exclude):
+        base = p.relative_to(folder).with_suffix("").as_posix().replace("/", "__")
+        groups.setdefault(base, []).append(p)
+    out: dict[str, Path] = {}
+    for base, paths in sorted(groups.items()):
+        for p in paths:
+            stem = base if len(paths) == 1 else f"{base}_{p.suffix[1:]}"
+            if stem in out:
+                raise StvmError(p, f"output name {stem!r} clashes with {out[stem]} (rename one)")
+            out[stem] = p
+    return dict(sorted(out.items()))
+
+
+def folder_samples(root: Path, labels: Path | None = None) -> dict[str, list[Sample]]:
+    """A user's folder: every PNG/JPEG under ``root`` -> ``train`` (unlabeled); with ``labels``,
+    the same images paired by relative stem with ``labels/<same path>.png`` -> also ``val``.
+
+    A label folder inside ``root`` is skipped when listing images (so DVC can track both as one
+    dependency). Without images, or with an image or label that has no partner, a StvmError.
+    """
+    root = _require_dir(Path(root), "image folder")
+    label_dir = None if labels is None else _require_dir(Path(labels), "label folder")
+    exclude = None if label_dir is None else label_dir.resolve()
+    images = tree_stems(root, IMAGE_SUFFIXES, exclude)
+    if not images:
+        raise StvmError(root, "no images found (PNG or JPEG, searched recursively)")
+    train = [Sample(s, images[s], None) for s in images]
+    if label_dir is None:
+        return {"train": train}
+    found = tree_stems(label_dir, (".png",))
+
+    def expect(stem: str) -> Path:
+        return label_dir / (images[stem].relative_to(root).with_suffix(".png"))
+
+    return {"train": train, "val": _pair(images, found, root, expect)}
+
+
 def read_bytes(path: Path) -> bytes:
     """The file's bytes; a missing or unreadable file is a StvmError."""
     try:
@@ -229,10 +293,12 @@ def decode_label(data: bytes, path: Path, encoding: str) -> np.ndarray:
     check_pixels(data, path)
     raw = _decode_synthia(data, path) if encoding == "synthia" else _decode_indexed(data, path)
     top = VALID_ID_MAX[encoding]
-    if int(raw.max(initial=0)) > top:
-        bad = np.unique(raw[raw > top])
+    outside = (raw > top) & (raw != IGNORE) if encoding == "trainids" else raw > top
+    if int(raw.max(initial=0)) > top and outside.any():
+        bad = np.unique(raw[outside])
         shown = ", ".join(str(int(v)) for v in bad[:10]) + (", ..." if bad.size > 10 else "")
-        raise StvmError(path, f"label ids outside the {encoding} range 0..{top}: {shown}")
+        allowed = f"0..{top}" + (f" or {IGNORE}" if encoding == "trainids" else "")
+        raise StvmError(path, f"label ids outside the {encoding} range {allowed}: {shown}")
     return raw.astype(np.uint8)
 
 

@@ -11,79 +11,21 @@ teacher the adapted network's own confidence is shown and the column says so.
 
 from __future__ import annotations
 
-import copy
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from stvm.data.datasets import read_label, read_rgb
 from stvm.data.labels import colorize, protocol_class_names, protocol_lut, protocol_palette
 from stvm.errors import StvmError
 from stvm.evaluate.inference import normalize
+from stvm.evaluate.nets import Nets, confidence_map, load_nets, reliability_map
+from stvm.evaluate.nets import probs as _probs
 from stvm.report.figures import BLACK, FONT, GREY
 
 HEADER = 28  # height of the column-title bar, pixels
-
-
-@dataclass(frozen=True)
-class Nets:
-    """What the panel needs of one checkpoint: the evaluated network, its teacher and metric head."""
-
-    model: torch.nn.Module
-    teacher: torch.nn.Module | None
-    metric: torch.nn.Module | None
-    meta: dict
-
-
-def load_nets(path: Path, device: torch.device) -> Nets:
-    """Rebuild the evaluated network and, when the checkpoint carries them, its teacher and M."""
-    from stvm.adapt.metric import MetricHead
-    from stvm.models.deeplab import build_head
-    from stvm.models.weights import load_model_checkpoint
-
-    model, meta = load_model_checkpoint(path)
-    model.to(device).eval()
-    extras = meta.get("extras", [])
-    teacher = metric = None
-    if "teacher" in extras:
-        teacher = copy.deepcopy(model)
-        teacher.load_state_dict(meta["teacher"])
-        teacher.eval()
-    if "metric_head" in extras:
-        state = meta["metric_head"]
-        n_f = int(state["proxies"].shape[1])
-        metric = MetricHead(build_head(meta["arch"], model.feature_channels, n_f), model.num_classes, n_f)
-        metric.load_state_dict(state)
-        metric.to(device).eval()
-    return Nets(model, teacher, metric, meta)
-
-
-@torch.inference_mode()
-def _probs(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Softmax ``(C, H, W)`` of ``model`` at the input's resolution."""
-    logits = model(x)
-    return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False).softmax(1)[0]
-
-
-@torch.inference_mode()
-def reliability_map(nets: Nets, x: torch.Tensor) -> np.ndarray:
-    """Eq. 4 reliability of the teacher's pseudo-labels, as in training (HxW in [0, 1])."""
-    from stvm.adapt.losses import reliability
-    from stvm.adapt.metric import distance_to_prediction
-
-    params = nets.meta.get("params", {})
-    if "alpha" not in params or "beta" not in params:
-        raise StvmError(None, "adapted checkpoint has a metric head but no params.alpha/beta")
-    use_teacher = nets.teacher is not None and params.get("metric_input", "teacher") == "teacher"
-    net = nets.teacher if use_teacher else nets.model
-    pseudo = _probs(nets.teacher or nets.model, x).argmax(0)[None]
-    dist = nets.metric.distances(nets.metric(net.features(x)))
-    w = reliability(distance_to_prediction(dist, pseudo), float(params["alpha"]), float(params["beta"]))
-    return w[0].float().cpu().numpy()
 
 
 def heat(values: np.ndarray) -> np.ndarray:
@@ -114,7 +56,7 @@ def panel_row(image: Path, label: Path, source: Nets, adapted: Nets | None, size
         tiles.append(colorize(_probs(adapted.model, x).argmax(0).cpu().numpy(), protocol))
     if last.metric is not None:
         tiles.append(heat(reliability_map(last, x)))
-    tiles.append(heat(_probs(last.teacher or last.model, x).max(0).values.cpu().numpy()))
+    tiles.append(heat(confidence_map(last, x)))
     return tiles
 
 

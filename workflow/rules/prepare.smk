@@ -26,9 +26,10 @@ rule prepare:
     params:
         dataset=lookup(dpath="data/{role}/dataset", within=config),
         city=lookup(dpath="data/{role}/city", within=config, default=""),
+        role=lookup(dpath="data/{role}", within=config),  # labels/label_encoding, read by --role
         prepare=config["prepare"],
     log:
         "logs/prepare_{role}.log",
     shell:
         "python -m stvm prepare --quiet --dataset {params.dataset} --root {input.root}"
-        ' --city "{params.city}" --out data/prepared/{wildcards.role} 2> {log}'
+        ' --city "{params.city}" --out data/prepared/{wildcards.role} --role {wildcards.role} 2> {log}'

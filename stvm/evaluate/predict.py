@@ -1,0 +1,153 @@
+"""``stvm predict``: segment every image of a folder at its own size with a source or adapted model.
+
+Output (flat names as ``prepare --dataset folder`` gives them: ``cam1/f001.jpg`` -> ``cam1__f001``)::
+
+    out/pred/<stem>.png         trainIds (0-18), the image's own width x height
+    out/color/<stem>.png        Cityscapes colours
+    out/overlay/<stem>.png      the image blended 50/50 with the colours
+    out/confidence/<stem>.png   with maps: teacher's max softmax (network's own without a teacher), x255
+    out/reliability/<stem>.png  with maps, when the checkpoint carries M: Eq. 4 reliability, x255
+    out/predict.json            model sha256, settings, counts, wall time
+
+Inference is ``stvm.evaluate.inference.predict_logits`` (the evaluate stage's MST/flip); images of
+equal size are batched. Every file is written atomically, so an interrupted run leaves finished
+images only, and a rerun skips them. A rerun with another model or settings into the same folder is
+refused (``overwrite`` replaces the old predictions) so no stale file is mixed in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from stvm.data.labels import PROTOCOL_CLASSES, colorize
+from stvm.data.readers import IMAGE_SUFFIXES, read_image, tree_stems
+from stvm.errors import StvmError
+from stvm.evaluate.inference import _write_png, normalize, predict_logits
+from stvm.evaluate.nets import Nets, confidence_map, load_nets, reliability_map
+from stvm.io import read_json, write_json
+from stvm.progress import ProgressBar
+from stvm.runtime import autocast, resolve_device
+
+OUTPUT_DIRS = ("pred", "color", "overlay", "confidence", "reliability")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _claim(out: Path, run: dict[str, Any], overwrite: bool) -> None:
+    """Make ``out`` ours for ``run``: refuse predictions of another model/settings unless overwriting."""
+    record = out / "predict.json"
+    if record.exists() and not overwrite:
+        old = read_json(record).get("run")
+        if old != run:
+            changed = sorted(k.replace("_sha256", "") for k in run if not isinstance(old, dict) or old.get(k) != run[k])
+            raise StvmError(
+                record, f"holds predictions made with another {', '.join(changed) or 'run'} "
+                "(pass --overwrite to replace them, or choose another --out)")
+    if overwrite:
+        for name in OUTPUT_DIRS:
+            shutil.rmtree(out / name, ignore_errors=True)
+    write_json(record, {"run": run, "finished": False})
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    """(width, height) from the file header (no decoding); an unreadable file names itself."""
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        raise StvmError(path, f"unreadable or corrupt image file ({str(err)[:160]})") from None
+
+
+def _batches(images: dict[str, Path], todo: list[str], batch_size: int) -> Iterator[list[tuple[str, np.ndarray]]]:
+    """The images still to do, grouped by size into batches of at most ``batch_size``, read lazily."""
+    by_size: dict[tuple[int, int], list[str]] = {}
+    for stem in todo:
+        by_size.setdefault(_image_size(images[stem]), []).append(stem)
+    for group in by_size.values():
+        for i in range(0, len(group), batch_size):
+            yield [(stem, read_image(images[stem])) for stem in group[i: i + batch_size]]
+
+
+def _outputs(out: Path, stem: str, maps: list[str]) -> list[Path]:
+    return [out / d / f"{stem}.png" for d in ("pred", "color", "overlay", *maps)]
+
+
+def _write(out: Path, stem: str, img: np.ndarray, pred: np.ndarray, nets: Nets, x: torch.Tensor,
+           maps: list[str]) -> None:
+    """Every output file of one image (maps computed single-scale on ``x``, 1x3xHxW)."""
+    color = colorize(pred, 19)
+    _write_png(out / "pred" / f"{stem}.png", pred)
+    _write_png(out / "color" / f"{stem}.png", color)
+    overlay = (img.astype(np.uint16) + color.astype(np.uint16) + 1) // 2
+    _write_png(out / "overlay" / f"{stem}.png", overlay.astype(np.uint8))
+    for name in maps:
+        values = confidence_map(nets, x) if name == "confidence" else reliability_map(nets, x)
+        _write_png(out / name / f"{stem}.png", np.clip(np.round(values * 255.0), 0, 255).astype(np.uint8))
+
+
+def predict_folder(
+    model_path: Path,
+    images: Path,
+    out: Path,
+    *,
+    scales: Sequence[float] = (1.0,),
+    flip: bool = False,
+    batch_size: int = 4,
+    maps: bool = False,
+    device: str = "auto",
+    overwrite: bool = False,
+    show_progress: bool = True,
+) -> dict[str, Any]:
+    """Predict every PNG/JPEG under ``images`` (nested) into ``out``; return the summary it records.
+
+    ``scales``/``flip`` are the evaluate stage's MST options; ``maps`` also writes the confidence
+    map and, when the checkpoint carries M, the reliability map. Finished images are skipped.
+    """
+    t0 = time.perf_counter()
+    model_path, images, out = Path(model_path), Path(images), Path(out)
+    if not images.is_dir():
+        raise StvmError(images, "image folder not found")
+    found = tree_stems(images, IMAGE_SUFFIXES, exclude=out.resolve())
+    if not found:
+        raise StvmError(images, "no images found (PNG or JPEG, searched recursively)")
+    dev = resolve_device(device)
+    nets = load_nets(model_path, dev)
+    protocol = int(nets.meta.get("protocol", 19))
+    to_trainid = torch.tensor(PROTOCOL_CLASSES[protocol], dtype=torch.int64, device=dev)
+    if nets.model.num_classes != len(to_trainid):
+        raise StvmError(model_path, f"model outputs {nets.model.num_classes} classes but its protocol "
+                        f"{protocol} needs {len(to_trainid)}")
+    kinds = (["confidence"] + (["reliability"] if nets.metric is not None else [])) if maps else []
+    run = {"model_sha256": _sha256(model_path), "scales": [float(s) for s in scales], "flip": bool(flip),
+           "maps": kinds}
+    _claim(out, run, overwrite)
+    todo = [s for s in found if not all(p.exists() for p in _outputs(out, s, kinds))]
+    with ProgressBar(len(todo), "predict", enabled=show_progress) as bar, torch.inference_mode(), autocast(dev):
+        for batch in _batches(found, todo, batch_size):
+            x = torch.stack([normalize(img) for _, img in batch]).to(dev)
+            prob = predict_logits(nets.model, x, tuple(x.shape[-2:]), scales, flip)
+            preds = to_trainid[prob.argmax(dim=1)].to(torch.uint8).cpu().numpy()
+            for i, (stem, img) in enumerate(batch):
+                _write(out, stem, img, preds[i], nets, x[i: i + 1], kinds)
+            bar.update(len(batch))
+    seconds = time.perf_counter() - t0
+    summary = {"run": run, "model": str(model_path), "finished": True, "images": len(found), "predicted": len(todo),
+               "skipped": len(found) - len(todo), "device": str(dev), "wall_seconds": round(seconds, 2),
+               "teacher": nets.teacher is not None, "metric_head": nets.metric is not None}
+    write_json(out / "predict.json", summary)
+    return summary

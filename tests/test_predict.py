@@ -1,0 +1,167 @@
+"""`stvm predict`, and the user's path: a folder of JPEGs + a source model -> prepare, adapt, predict."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from stvm.cli import main
+from stvm.evaluate.inference import normalize, predict_logits
+from stvm.models.deeplab import build_model
+from stvm.models.weights import save_model_checkpoint
+from tests.test_prepare_folder import write_frames
+
+SIZES = ((40, 24), (36, 30), (50, 20), (44, 28))
+
+
+def jpeg_frames(root: Path, n: int) -> list[Path]:
+    """``n`` JPEG street-like frames of four sizes in nested folders (sky, building, road bands)."""
+    rng = np.random.default_rng(1)
+    files = []
+    for i in range(n):
+        w, h = SIZES[i % len(SIZES)]
+        img = np.zeros((h, w, 3), np.uint8)
+        img[: h // 3], img[h // 3: 2 * h // 3], img[2 * h // 3:] = (70, 130, 180), (70, 70, 70), (128, 64, 128)
+        img = np.clip(img.astype(int) + rng.integers(-25, 25, img.shape), 0, 255).astype(np.uint8)
+        path = root / f"drive{i % 3}" / f"frame_{i:04d}.jpg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(path), img[..., ::-1])
+        files.append(path)
+    return files
+
+
+def random_model(path: Path, arch: str = "deeplabv2_r18", seed: int = 0) -> Path:
+    torch.manual_seed(seed)
+    save_model_checkpoint(build_model(arch, 19), path, protocol=19, stage="test", init="random")
+    return path
+
+
+def tiny_params(path: Path) -> Path:
+    """A params file with the tiny adaptation schedule of tests/tiny.py (CPU seconds)."""
+    adapt = dict(iterations=4, crop=32, log_every=2, ckpt_every=2, ema_interval=2, ema_lambda=0.5, buffer_size=3,
+                 n_mocm=2, samples_per_class=8, n_f=16)
+    p = {"common": {"device": "cpu"}, "prepare": {"width": 48, "height": 32, "workers": 1}, "adapt": adapt,
+         "evaluate": {"batch_size": 4}}
+    path.write_text(yaml.safe_dump(p))
+    return path
+
+
+def run(capsys, *argv: str, err: list[str] | None = None) -> dict:
+    """``stvm *argv`` in-process; its JSON line (stderr appended to ``err`` when given)."""
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    if err is not None:
+        err.append(captured.err)
+    return json.loads(captured.out.strip().splitlines()[-1])
+
+
+def test_folder_of_jpegs_to_adapted_predictions_at_original_size(tmp_path, capsys):
+    files = jpeg_frames(tmp_path / "frames", 40)
+    params = str(tiny_params(tmp_path / "params.yaml"))
+    source = random_model(tmp_path / "source.pt")
+    out = run(capsys, "prepare", "--quiet", "--params", params, "--dataset", "folder", "--root",
+              str(tmp_path / "frames"), "--out", str(tmp_path / "prepared"))
+    assert out["counts"] == {"train": 40}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        run(capsys, "adapt", "--quiet", "--params", params, "--variant", "STvM", "--source-model", str(source),
+            "--target-images", str(tmp_path / "prepared/train/images"), "--out", str(tmp_path / "adapted"))
+    err: list[str] = []
+    summary = run(capsys, "predict", "--params", params, "--model", str(tmp_path / "adapted/model.pt"), "--images",
+                  str(tmp_path / "frames"), "--out", str(tmp_path / "pred"), "--maps", err=err)
+    assert summary == {**summary, "images": 40, "predicted": 40, "skipped": 0}
+    assert "predict: 40/40 (100%)" in err[0] and "/s" in err[0]  # progress with rate on stderr
+    for f in files:
+        stem = f"{f.parent.name}__{f.stem}"
+        h, w = cv2.imread(str(f)).shape[:2]
+        pred = cv2.imread(str(tmp_path / "pred/pred" / f"{stem}.png"), cv2.IMREAD_UNCHANGED)
+        assert pred.shape == (h, w) and pred.dtype == np.uint8 and pred.max() <= 18
+        for kind in ("color", "overlay"):
+            assert cv2.imread(str(tmp_path / "pred" / kind / f"{stem}.png")).shape == (h, w, 3)
+        for kind in ("confidence", "reliability"):  # an STvM checkpoint carries its teacher and M
+            assert cv2.imread(str(tmp_path / "pred" / kind / f"{stem}.png"), cv2.IMREAD_UNCHANGED).shape == (h, w)
+    record = json.loads((tmp_path / "pred/predict.json").read_text())
+    assert record["finished"] and record["teacher"] and record["metric_head"]
+    assert record["run"]["maps"] == ["confidence", "reliability"]
+
+
+def test_prediction_is_the_evaluate_inference_and_reruns_skip_finished_images(tmp_path, capsys):
+    files = jpeg_frames(tmp_path / "frames", 5)
+    model = random_model(tmp_path / "m.pt")
+    args = ["predict", "--quiet", "--model", str(model), "--images", str(tmp_path / "frames"), "--out",
+            str(tmp_path / "pred"), "--scales", "0.75", "1.0", "--flip", "--batch-size", "1"]
+    assert run(capsys, *args)["predicted"] == 5
+    net = build_model("deeplabv2_r18", 19)
+    net.load_state_dict(torch.load(model, weights_only=True)["model"])
+    net.eval()
+    img = cv2.cvtColor(cv2.imread(str(files[3])), cv2.COLOR_BGR2RGB)
+    with torch.inference_mode():
+        prob = predict_logits(net, normalize(img)[None], img.shape[:2], (0.75, 1.0), True)
+    written = cv2.imread(str(tmp_path / "pred/pred/drive0__frame_0003.png"), cv2.IMREAD_UNCHANGED)
+    assert np.array_equal(written, prob[0].argmax(0).numpy().astype(np.uint8))
+    (tmp_path / "pred/color/drive0__frame_0003.png").unlink()
+    before = (tmp_path / "pred/pred/drive1__frame_0001.png").stat().st_mtime_ns
+    again = run(capsys, *args)
+    assert (again["predicted"], again["skipped"]) == (1, 4)
+    assert (tmp_path / "pred/color/drive0__frame_0003.png").exists()
+    assert (tmp_path / "pred/pred/drive1__frame_0001.png").stat().st_mtime_ns == before
+
+
+def test_batches_of_equal_sizes_give_the_unbatched_predictions(tmp_path, capsys):
+    jpeg_frames(tmp_path / "frames", 8)  # two images of each of four sizes
+    model = random_model(tmp_path / "m.pt")
+    for batch in ("1", "4"):
+        run(capsys, "predict", "--quiet", "--model", str(model), "--images", str(tmp_path / "frames"), "--out",
+            str(tmp_path / f"b{batch}"), "--batch-size", batch)
+    for p in sorted((tmp_path / "b1/pred").iterdir()):
+        a = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
+        b = cv2.imread(str(tmp_path / "b4/pred" / p.name), cv2.IMREAD_UNCHANGED)
+        assert (a == b).mean() > 0.999, p.name
+
+
+def one_line_error(capsys, code: int, *names: str) -> None:
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    for name in names:
+        assert name in err, err
+
+
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
+    model = random_model(tmp_path / "m.pt")
+    (tmp_path / "empty").mkdir()
+    base = ["predict", "--quiet", "--model", str(model), "--out"]
+    one_line_error(capsys, main([*base, str(tmp_path / "p0"), "--images", str(tmp_path / "empty")]),
+                   str(tmp_path / "empty"), "no images found")
+    files = write_frames(tmp_path / "frames", n=3)
+    files[1].write_bytes(files[1].read_bytes()[:200])
+    one_line_error(capsys, main([*base, str(tmp_path / "p1"), "--images", str(tmp_path / "frames")]),
+                   str(files[1]), "corrupt")
+    files[1].unlink()
+    assert main([*base, str(tmp_path / "p1"), "--images", str(tmp_path / "frames")]) == 0
+    other = random_model(tmp_path / "other.pt", seed=1)
+    code = main(["predict", "--quiet", "--model", str(other), "--out", str(tmp_path / "p1"), "--images",
+                 str(tmp_path / "frames")])
+    one_line_error(capsys, code, str(tmp_path / "p1/predict.json"), "model")
+    code = main(["predict", "--quiet", "--model", str(other), "--out", str(tmp_path / "p1"), "--images",
+                 str(tmp_path / "frames"), "--overwrite"])
+    assert code == 0
+    assert json.loads((tmp_path / "p1/predict.json").read_text())["model"] == str(other)
+
+
+@pytest.mark.parametrize("arch", ["deeplabv3_r18"])
+def test_deeplabv3_checkpoints_predict_too(tmp_path, capsys, arch):
+    jpeg_frames(tmp_path / "frames", 2)
+    model = random_model(tmp_path / "m.pt", arch)
+    out = run(capsys, "predict", "--quiet", "--model", str(model), "--images", str(tmp_path / "frames"), "--out",
+              str(tmp_path / "pred"), "--maps")
+    assert out["predicted"] == 2
+    assert sorted(p.name for p in (tmp_path / "pred").iterdir()) == [
+        "color", "confidence", "overlay", "pred", "predict.json"]
