@@ -41,4 +41,4 @@ def test_every_snakemake_rule_declares_its_threads():
     rules = [b for b in re.split(r"(?m)^(?=rule \w+:)", text) if b.startswith("rule ")]
     assert len(rules) >= 7
     for block in rules:
-        assert re.search(r'(?m)^    threads: (config\["\w+"\]\["(threads|workers)"\]|1)$', block), block.splitlines()[0]
+        assert re.search(r'(?m)^    threads: (config\["common"\]\["threads"\]|lookup\(dpath="\w+/workers", within=config, default=1\)|1)$', block), block.splitlines()[0]

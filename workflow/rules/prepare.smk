@@ -16,7 +16,7 @@ rule synth:
         directory("data/raw/synth/source"),
         directory("data/raw/synth/target"),
         "data/raw/synth/synth.json",
-    threads: config["synth"]["workers"]
+    threads: lookup(dpath="synth/workers", within=config, default=1)
     params:
         synth=config["synth"],
     log:
@@ -49,7 +49,7 @@ rule prepare:
         directory("data/prepared/{role}/val/images"),
         directory("data/prepared/{role}/val/labels"),
         "data/prepared/{role}/manifest.json",
-    threads: config["prepare"]["workers"]
+    threads: lookup(dpath="prepare/workers", within=config, default=1)
     params:
         dataset=lookup(dpath="data/{role}/dataset", within=config),
         city=lookup(dpath="data/{role}/city", within=config, default=""),
