@@ -47,7 +47,7 @@ def test_a_kill_between_the_two_writes_leaves_the_old_pair(tiny, tmp_path, monke
     out = tmp_path / "e"
     _run(tiny, out, input_size=(48, 32))
     old = {p.name: p.read_bytes() for p in out.iterdir()}
-    assert set(old) == {"metrics.json", "iou.json", "eval_info.json", "confusion.json"}
+    assert set(old) == {"metrics.json", "scores.json", "eval_info.json", "confusion.json"}
     real, calls = stage.write_json, []
 
     def write_json(path, obj):
@@ -58,7 +58,7 @@ def test_a_kill_between_the_two_writes_leaves_the_old_pair(tiny, tmp_path, monke
     monkeypatch.setattr(stage, "write_json", write_json)
     with pytest.raises(KeyboardInterrupt):
         _run(tiny, out, input_size=(40, 24))  # another size: other numbers
-    assert calls == ["confusion.json", "iou.json"]
+    assert calls == ["confusion.json", "scores.json"]
     assert {p.name: p.read_bytes() for p in out.iterdir()} == old
     assert [p.name for p in tmp_path.iterdir()] == ["e"]  # no temporary folder left
 

@@ -111,7 +111,7 @@ def _copy_seed(root: Path, run: str, offset: float) -> None:
         shutil.copytree(root / base / run / "seed0", root / base / run / "seed1",
                         ignore=shutil.ignore_patterns("ckpt", "model.pt"))
     folder = root / "results/eval" / run / "seed1"
-    for name, key in (("metrics", "miou"), ("iou", "iou/road"), ("metrics", "silhouette/class_mean")):
+    for name, key in (("metrics", "miou"), ("scores", "iou/road"), ("metrics", "silhouette/class_mean")):
         m = json.loads((folder / f"{name}.json").read_text())
         if key in m:
             m[key] += offset
@@ -191,11 +191,11 @@ def report(run_tree, tmp_path_factory):
 
 
 def _metrics(root: Path, run: str, seed: int) -> dict:
-    """metrics.json (numbers only) and iou.json (per class) of one evaluation, merged."""
+    """metrics.json (numbers only) and scores.json (per class) of one evaluation, merged."""
     folder = root / "results/eval" / run / f"seed{seed}"
     metrics = json.loads((folder / "metrics.json").read_text())
     assert all(isinstance(v, (int, float)) for v in metrics.values()), metrics  # dvc metrics: numbers only
-    return {**metrics, **json.loads((folder / "iou.json").read_text())}
+    return {**metrics, **json.loads((folder / "scores.json").read_text())}
 
 
 def test_report_has_every_table_plot_and_provenance_field(run_tree, report):

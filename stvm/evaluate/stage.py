@@ -43,7 +43,7 @@ def evaluate_stage(
     show_progress: bool = True,
 ) -> dict[str, Any]:
     """Evaluate ``model_path`` on (images, labels); write ``out/metrics.json`` (headline numbers only, for
-    ``dvc metrics``), ``iou.json`` (per class), ``eval_info.json`` (provenance, open choices) and
+    ``dvc metrics``), ``scores.json`` (every number), ``eval_info.json`` (provenance, open choices) and
     ``confusion.json``; return them merged.
 
     ``input_size`` (W, H) overrides the input size, which is otherwise the prepared images' own.
@@ -64,13 +64,17 @@ def evaluate_stage(
     return metrics
 
 
+HEADLINE = ("miou", "miou13", "pixel_acc", "silhouette/class_mean", "silhouette/overall_mean")
+
+
 def _write_split(folder: Path, metrics: dict[str, Any]) -> None:
-    """``metrics.json``: the headline numbers only (what ``dvc metrics show`` lists); ``iou.json``: per
-    class; ``eval_info.json``: everything else (protocol, evaluation choices, model provenance)."""
+    """``metrics.json``: the headline numbers only (what ``dvc metrics show`` lists, one short row per
+    evaluation); ``scores.json``: every number (per-class IoU, the 19-class-convention means, sample
+    counts); ``eval_info.json``: everything else (protocol, evaluation choices, model provenance)."""
     numbers = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and k != "protocol"}
-    write_json(folder / "iou.json", {k: v for k, v in numbers.items() if k.startswith("iou/")})
+    write_json(folder / "scores.json", numbers)
     write_json(folder / "eval_info.json", {k: v for k, v in metrics.items() if k not in numbers})
-    write_json(folder / "metrics.json", {k: v for k, v in numbers.items() if not k.startswith("iou/")})
+    write_json(folder / "metrics.json", {k: v for k, v in numbers.items() if k in HEADLINE})
 
 
 def _check_out(out: Path) -> None:

@@ -71,7 +71,8 @@ def _seed_of(folder: Path) -> int:
 
 
 def collect(eval_root: Path, key: str = "miou") -> dict[str, dict[int, float]]:
-    """``{run name: {seed: metric}}`` for every metrics file under ``eval_root``."""
+    """``{run name: {seed: metric}}`` for every metrics file under ``eval_root`` (``scores.json`` beside it
+    for keys that are not headline numbers, e.g. ``miou16_19conv``)."""
     if not eval_root.is_dir():
         raise StvmError(eval_root, "no evaluation results (run the pipeline first)")
     out: dict[str, dict[int, float]] = {}
@@ -81,6 +82,8 @@ def collect(eval_root: Path, key: str = "miou") -> dict[str, dict[int, float]]:
         if not isinstance(metrics, dict):
             raise StvmError(path, f"expected a JSON object of metrics, got a {type(metrics).__name__}")
         value = metrics.get(key)
+        if value is None and path.with_name("scores.json").is_file():  # a key beyond the headline ones
+            value = _read_dict(path.with_name("scores.json")).get(key)
         if value is None:
             continue
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
@@ -158,7 +161,7 @@ def _read_eval(res: Results, metrics_path: Path) -> None:
     metrics = read_json(metrics_path)
     if not isinstance(metrics, dict) or not isinstance(metrics.get("miou"), (int, float)):
         raise StvmError(metrics_path, "not an stvm metrics file (no numeric 'miou')")
-    metrics = {**metrics, **_read_dict(metrics_path.with_name("iou.json")),
+    metrics = {**metrics, **_read_dict(metrics_path.with_name("scores.json")),
                **_read_dict(metrics_path.with_name("eval_info.json"))}
     confusion = read_json(metrics_path.with_name("confusion.json"))
     if not isinstance(confusion, dict) or confusion.get("protocol") != metrics.get("protocol"):
@@ -296,7 +299,7 @@ def per_class_table(res: Results) -> Table:
     cols = ["source", "method", "network"] + names + [n for n, _ in summary]
     setting = {19: "GTA5 → Cityscapes (Table I)", 16: "SYNTHIA → Cityscapes (Table II)",
                13: "Cityscapes → NTHU Cross-City (Table III has no per-class IoU; see the next table)"}[protocol]
-    note = (f"Protocol {protocol}: per-class IoU of iou.json `iou/<class>`, mean over seeds (– = class absent "
+    note = (f"Protocol {protocol}: per-class IoU of scores.json `iou/<class>`, mean over seeds (– = class absent "
             f"from ground truth and prediction). Paper rows: source-free methods with {info['network']}-R101 on "
             f"real data, {setting}.")
     return Table(f"table{table_no}_per_class", f"Per-class IoU, {protocol} classes", cols, rows, note)

@@ -30,7 +30,7 @@ def test_dvc_repro_runs_the_whole_chain_and_is_reproducible(repo_copy):
     assert "results/summary/STvM.json" in text
     metrics = json.loads((repo_copy / "results/eval/STvM/seed0/metrics.json").read_text())
     assert 0.0 <= metrics["miou"] <= 100.0 and all(isinstance(v, (int, float)) for v in metrics.values())
-    assert "iou/road" in json.loads((repo_copy / "results/eval/STvM/seed0/iou.json").read_text())
+    assert "iou/road" in json.loads((repo_copy / "results/eval/STvM/seed0/scores.json").read_text())
     table = run(["dvc", "metrics", "show"], repo_copy).stdout
     assert max(map(len, table.splitlines())) <= 200, table  # readable: numbers only, one row per file
     assert "results/summary/Source.json" in table and "miou_mean" in table

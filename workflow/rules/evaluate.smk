@@ -32,7 +32,7 @@ rule evaluate_source:
     output:
         "results/eval/Source/seed{seed}/metrics.json",
         "results/eval/Source/seed{seed}/confusion.json",
-        "results/eval/Source/seed{seed}/iou.json",
+        "results/eval/Source/seed{seed}/scores.json",
         "results/eval/Source/seed{seed}/eval_info.json",
     threads: config["common"]["threads"]
     params:
@@ -80,7 +80,7 @@ rule evaluate:
     output:
         "results/eval/{variant}/seed{seed}/metrics.json",
         "results/eval/{variant}/seed{seed}/confusion.json",
-        "results/eval/{variant}/seed{seed}/iou.json",
+        "results/eval/{variant}/seed{seed}/scores.json",
         "results/eval/{variant}/seed{seed}/eval_info.json",
     wildcard_constraints:
         variant=VARIANT_PATTERN,

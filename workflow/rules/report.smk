@@ -9,12 +9,12 @@ rule report:
             "results/eval/{run}/seed{seed}/{name}.json",
             run=config["variants"],
             seed=config["seeds"],
-            name=["metrics", "confusion", "iou", "eval_info"],
+            name=["metrics", "confusion", "scores", "eval_info"],
         ),
         source_evals=expand(
             "results/eval/Source/seed{seed}/{name}.json",
             seed=[config["source_seed"]],
-            name=["metrics", "confusion", "iou", "eval_info"],
+            name=["metrics", "confusion", "scores", "eval_info"],
         ),
         train=expand(
             "results/models/Source/seed{seed}/{name}",
