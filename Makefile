@@ -82,7 +82,7 @@ lock-cuda: $(STAMP)
 # and runs the stages the setting needs as the DVC experiment <name> (`dvc exp show` compares them).
 # EXP_ARGS passes more flags, e.g. EXP_ARGS="-S 'seeds=[0,1,2,3,4]'" (then also set EXP_NAME).
 PAPER_SETTINGS := $(sort $(basename $(notdir $(wildcard configs/paper/*.yaml))))
-PAPER_STAGES   := report
+PAPER_STAGES   := summary report
 EXP_NAME       ?= $(SETTING)
 EXP_ARGS       ?=
 

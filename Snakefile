@@ -9,9 +9,11 @@ include: "workflow/rules/prepare.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/adapt.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/summary.smk"
 include: "workflow/rules/report.smk"
 
 
 rule all:
     input:
+        "results/summary",
         "results/report",

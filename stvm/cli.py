@@ -24,8 +24,10 @@ DEFAULT_PARAMS = Path("params.yaml")
 
 def _params(args: argparse.Namespace):
     from stvm.config import check_seed, load_params
+    from stvm.threads import apply_threads
 
     params = load_params(args.params)
+    apply_threads(params.common.threads)
     if getattr(args, "seed", None) is not None:
         check_seed(args.seed, "--seed")
     return params
@@ -145,6 +147,11 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.stage == "threads":
+        from stvm.bench_threads import run_threads_bench
+
+        run_threads_bench(args.jobs, args.threads, args.iters, args.arch, args.crop, args.batch)
+        return 0
     from stvm.bench import run_bench
     from stvm.config import MAX_SIDE
 
@@ -157,9 +164,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
-    from stvm.report.tables import ablation_markdown, ablation_rows, collect
+    from stvm.report.tables import ablation_markdown, ablation_rows, collect, write_summary
 
-    print(ablation_markdown(ablation_rows(collect(args.eval, args.metric))))
+    rows = ablation_rows(collect(args.eval, args.metric))
+    if args.out is not None:
+        write_summary(rows, args.out, args.metric)
+    print(ablation_markdown(rows))
     return 0
 
 
@@ -203,6 +213,19 @@ def cmd_params(args: argparse.Namespace) -> int:
 
     _params(args)  # validate
     print(params_table())
+    return 0
+
+
+def cmd_deps(args: argparse.Namespace) -> int:
+    from stvm.deps import stage_code, sync
+
+    if args.write or args.check:
+        stale = sync(Path.cwd(), write=args.write)
+        for path in stale:
+            print(f"{path}: code dependencies {'rewritten' if args.write else 'out of date'}", file=sys.stderr)
+        return 1 if stale and args.check else 0
+    for command in args.command_names:
+        print("\n".join(stage_code(command)))
     return 0
 
 
@@ -294,18 +317,23 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(fn=cmd_score)
 
     sp = sub.add_parser("bench", help="Throughput, peak memory and loop overhead (a benchmark, not a test).")
-    sp.add_argument("--stage", choices=["train", "adapt"], default="train")
+    sp.add_argument("--stage", choices=["train", "adapt", "threads"], default="train",
+                    help="threads: concurrent jobs with and without thread control")
     sp.add_argument("--arch", default="deeplabv2_r18")
     sp.add_argument("--width", type=int, default=256)
     sp.add_argument("--height", type=int, default=128)
     sp.add_argument("--batch", type=int, default=2)
     sp.add_argument("--iters", type=int, default=10)
     sp.add_argument("--device", default="auto")
+    sp.add_argument("--jobs", type=int, default=2, help="--stage threads: concurrent processes")
+    sp.add_argument("--threads", type=int, default=1, help="--stage threads: threads per process when controlled")
+    sp.add_argument("--crop", type=int, default=64, help="--stage threads: crop size (the demo's)")
     sp.set_defaults(fn=cmd_bench)
 
     sp = sub.add_parser("summary", help="Table IV-style ablation (mean ± std, min over seeds) from metrics files.")
     sp.add_argument("--eval", type=Path, default=Path("results/eval"), help="folder of <run>/seed<k>/metrics.json")
     sp.add_argument("--metric", default="miou", help="metric key (e.g. miou, miou13)")
+    sp.add_argument("--out", type=Path, help="also write OUT/<run>.json (mean, std, min, seeds; a DVC metrics folder)")
     sp.set_defaults(fn=cmd_summary)
 
     sp = stage("report", "Report of a pipeline run: paper-style tables, curves, panels, provenance (md, html, CSV).",
@@ -335,6 +363,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(fn=cmd_import)
 
     sp = stage("params", "Validate params.yaml and print the parameter table.", cmd_params)
+
+    sp = sub.add_parser("deps", help="Code files each stage command imports (the DAG files' code dependencies).")
+    sp.add_argument("command_names", nargs="*", metavar="COMMAND", help="stage command(s), e.g. adapt")
+    sp.add_argument("--write", action="store_true", help="rewrite dvc.yaml and workflow/rules/*.smk code entries")
+    sp.add_argument("--check", action="store_true", help="exit 1 if dvc.yaml or a rules file is out of date")
+    sp.set_defaults(fn=cmd_deps)
     return ap
 
 

@@ -47,6 +47,8 @@ class CommonParams:
     device: Literal["auto", "cpu", "cuda"] = _f("auto", "Device; auto = cuda when available.")
     protocol: Literal[19, 16, 13] = _f(19, "Class protocol: 19 (GTA5), 16 (SYNTHIA, + mIoU* of 13), 13 (Cross-City).")
     num_workers: int = _f(0, "DataLoader worker processes.", min=0)
+    threads: int = _f(1, "CPU threads per stage process (torch, OpenCV); Snakemake rules declare as many; "
+                         "OMP_NUM_THREADS caps it (README 'Threads').", min=1)
 
 
 @dataclass(frozen=True)
@@ -142,7 +144,7 @@ class AdaptParams:
 class EvaluateParams:
     scales: list[float] = _f([1.0], "Test scales relative to the input size (MST when more than one).")
     flip: bool = _f(False, "Average with the horizontally flipped input.")
-    batch_size: int = _f(1, "Evaluation batch size.", min=1)
+    batch_size: int = _f(1, "Evaluation batch size (images per forward; with flip, originals and mirrors share it).", min=1)
     save_predictions: bool = _f(False, "Also write trainId and colourised prediction PNGs.")
     silhouette_pixels: int = _f(
         20000, "Table VII: stride-8 val pixels the silhouette is computed on (all when fewer; else a uniform "

@@ -1,4 +1,4 @@
-"""Seeding, device/autocast/DDP setup, RNG-state capture and the training progress line."""
+"""Seeding, device/autocast/DDP setup and RNG-state capture (progress: ``stvm.progress``)."""
 
 from __future__ import annotations
 
@@ -147,32 +147,6 @@ def resumable(state: dict[str, Any] | None, expected: str, path: Any, total: int
 def poly_lr(base: float, it: int, total: int, power: float) -> float:
     """Poly decay (1 - it/total)^power, the DeepLab schedule used by the paper for every optimiser."""
     return base * (1.0 - min(it, total) / total) ** power
-
-
-class Progress:
-    """One readable line per ``log_every`` iterations: it/s, losses, lr and ETA (stderr)."""
-
-    def __init__(self, name: str, total: int, start: int, enabled: bool = True) -> None:
-        self.name, self.total, self.start, self.enabled = name, total, start, enabled
-        self.t0 = time.perf_counter()
-
-    def line(self, it: int, values: dict[str, float]) -> str:
-        """Format (and print when enabled) the progress line for 1-based iteration ``it``."""
-        done = max(it - self.start, 1)
-        elapsed = time.perf_counter() - self.t0
-        rate = done / elapsed if elapsed > 0 else 0.0
-        eta = (self.total - it) / rate if rate > 0 else 0.0
-        vals = " ".join(f"{k} {v:.4g}" for k, v in values.items())
-        text = f"[{self.name}] {it}/{self.total} {rate:.2f} it/s {vals} eta {_fmt_time(eta)}"
-        if self.enabled:
-            print(text, file=sys.stderr, flush=True)
-        return text
-
-
-def _fmt_time(seconds: float) -> str:
-    m, s = divmod(int(seconds), 60)
-    h, m = divmod(m, 60)
-    return f"{h:d}:{m:02d}:{s:02d}"
 
 
 @contextlib.contextmanager

@@ -26,9 +26,9 @@ from stvm.io import load_checkpoint, prepare_out_dir, save_checkpoint, write_jso
 from stvm.models.deeplab import SegModel, build_model
 from stvm.models.weights import init_backbone, save_model_checkpoint
 from stvm.plots import PlotWriter
+from stvm.progress import ProgressBar
 from stvm.runtime import (
     NonFiniteGuard,
-    Progress,
     autocast,
     check_finite,
     fingerprint,
@@ -40,6 +40,7 @@ from stvm.runtime import (
     seed_everything,
     set_rng_state,
 )
+from stvm.threads import current_threads
 
 
 def make_loader(dataset: CropDataset, sampler: IterationBatches, workers: int) -> torch.utils.data.DataLoader:
@@ -120,7 +121,7 @@ def train_source(
     sampler = IterationBatches(len(data), cfg.batch_size, seed, start, cfg.iterations, info.rank, info.world_size)
     mean, std = IMAGENET_MEAN.to(dev), IMAGENET_STD.to(dev)
     plots = PlotWriter(out / "plots" / "train.csv", ["iteration", "loss", "lr"], start) if info.is_main else None
-    progress = Progress("train_source", cfg.iterations, start, show_progress and info.is_main)
+    progress = ProgressBar(cfg.iterations, "train_source", show_progress and info.is_main, start=start, unit="it")
     model.train()
     t0, guard = time.perf_counter(), NonFiniteGuard(dev)
     for it, (img, lab, _) in enumerate(make_loader(data, sampler, num_workers), start=start):
@@ -139,24 +140,28 @@ def train_source(
             mean_loss = (running / (done - max(window_start, (done - 1) // cfg.log_every * cfg.log_every))).item()
             running.zero_()
             guard.raise_if_bad("train_source")
-            progress.line(done, {"loss": mean_loss, "lr": lr})
+            progress.set(done, {"loss": mean_loss, "lr": lr})
             if plots:
                 plots.row({"iteration": done, "loss": mean_loss, "lr": lr})
         if info.is_main and (done % cfg.ckpt_every == 0 or done == stop_after):
             guard.raise_if_bad("train_source")  # never checkpoint a diverged run
             _checkpoint(ckpt_path, model, opt, done, wall_before + time.perf_counter() - t0, run_id, running)
         if stop_after is not None and done >= stop_after:
+            progress.close()
             return {"stopped_at": done}
+    progress.close()
     wall = wall_before + time.perf_counter() - t0
     if info.is_main:
         _checkpoint(ckpt_path, model, opt, cfg.iterations, wall, run_id, running)
         meta = {"protocol": protocol, "init": init_desc, "seed": seed, "params": section_dict(cfg), "stage": "train_source",
                 "input_size": list(prepared_size(images))}
         save_model_checkpoint(model, out / "model.pt", **meta)
-        metrics = {"iterations": cfg.iterations, "wall_seconds": round(wall, 2), "device": str(dev), "seed": seed,
-                   "world_size": info.world_size, "init": init_desc}
+        metrics = {"iterations": cfg.iterations, "wall_seconds": round(wall, 2)}
+        run = {"device": str(dev), "seed": seed, "world_size": info.world_size, "init": init_desc,
+               "threads": current_threads()}
+        write_json(out / "train_info.json", run)
         write_json(out / "train_metrics.json", metrics)
-        return metrics
+        return {**metrics, **run}
     return {}
 
 

@@ -73,7 +73,7 @@ def test_ranks_see_different_crops_and_only_rank0_writes(runs):
     fed = [json.loads((runs / f"fed_rank{r}.json").read_text()) for r in (0, 1)]
     assert sorted(fed[0]) == [str(i) for i in range(6)]
     assert all(fed[0][it][0] != fed[1][it][0] for it in fed[0])  # sharded data
-    metrics = json.loads((runs / "full/adapt_metrics.json").read_text())
+    metrics = json.loads((runs / "full/adapt_info.json").read_text())
     assert metrics["world_size"] == 2 and metrics["variant"] == "STvM"
     ckpt = load_checkpoint(runs / "full/ckpt/last.pt")
     assert len(ckpt["rng_ranks"]) == 2 and not torch.equal(ckpt["rng_ranks"][0]["torch"], ckpt["rng_ranks"][1]["torch"])

@@ -1,4 +1,5 @@
 import csv
+import json
 import re
 from pathlib import Path
 
@@ -82,6 +83,10 @@ def test_adabn_variant_has_target_statistics_and_source_weights(source, tmp_path
     metrics = _adapt(adapt_params(), source, tmp_path / "a", variant="AdaBN")
     assert metrics["iterations"] == 0 and "init source statistics" not in metrics["choices"]["batchnorm"]
     assert metrics["choices"]["iterations"].startswith("0 ") and metrics["wall_seconds"] > 0
+    numbers = json.loads((tmp_path / "a/adapt_metrics.json").read_text())  # dvc metrics: numbers only
+    assert numbers == {"iterations": 0, "wall_seconds": metrics["wall_seconds"]}
+    info = json.loads((tmp_path / "a/adapt_info.json").read_text())
+    assert info["choices"] == metrics["choices"] and info["threads"] == torch.get_num_threads()
     src, _ = load_model_checkpoint(source[0])
     ada, meta = load_model_checkpoint(tmp_path / "a/model.pt")
     assert meta["variant"] == "AdaBN" and len(_rows(tmp_path / "a")) == 0  # header only
@@ -126,7 +131,7 @@ def test_adapt_is_source_free_in_snakefile():
     text = (ROOT / "workflow/rules/adapt.smk").read_text()
     block = text[text.index("rule adapt:"):]
     inputs = block[block.index("input:"): block.index("output:")]
-    paths = re.findall(r'"([^"]+)"', inputs)
+    paths = [p for p in re.findall(r'"([^"]+)"', inputs) if not p.startswith("stvm/")]  # code: test_deps.py
     assert "source_model=SOURCE_MODEL" in inputs and 'SOURCE_MODEL = f"results/models/Source/seed{config' in (
         ROOT / "workflow/rules/common.smk").read_text()
     assert sorted(paths) == ["data/prepared/target/train/images"]

@@ -47,18 +47,18 @@ def test_a_kill_between_the_two_writes_leaves_the_old_pair(tiny, tmp_path, monke
     out = tmp_path / "e"
     _run(tiny, out, input_size=(48, 32))
     old = {p.name: p.read_bytes() for p in out.iterdir()}
-    assert set(old) == {"metrics.json", "confusion.json"}
+    assert set(old) == {"metrics.json", "scores.json", "eval_info.json", "confusion.json"}
     real, calls = stage.write_json, []
 
     def write_json(path, obj):
         calls.append(path.name)
         if len(calls) == 2:
-            raise KeyboardInterrupt  # killed after the confusion matrix, before the metrics
+            raise KeyboardInterrupt  # killed after the confusion matrix, before the rest
         real(path, obj)
     monkeypatch.setattr(stage, "write_json", write_json)
     with pytest.raises(KeyboardInterrupt):
         _run(tiny, out, input_size=(40, 24))  # another size: other numbers
-    assert calls == ["confusion.json", "metrics.json"]
+    assert calls == ["confusion.json", "scores.json"]
     assert {p.name: p.read_bytes() for p in out.iterdir()} == old
     assert [p.name for p in tmp_path.iterdir()] == ["e"]  # no temporary folder left
 

@@ -18,6 +18,7 @@ from stvm.evaluate.inference import (
     evaluate_folder,
     normalize,
     predict_logits,
+    predict_probs,
 )
 from stvm.evaluate.score import score_folders
 
@@ -175,6 +176,36 @@ def test_evaluate_folder_imperfect_model_matches_score_folders(tmp_path):
     )
     assert scores["miou"] < 100.0
     assert score_folders(tmp_path / "pred", labels, 19) == scores
+
+
+@pytest.mark.parametrize("batch_size", [2, 5])
+def test_batched_evaluation_gives_the_numbers_of_batch_one(tmp_path, batch_size):
+    images, labels = _fake_dataset(tmp_path, n=5)
+    odd = labels / "frame_4.png"  # one label at another resolution: per-image resize inside a batch
+    Image.open(odd).resize((72, 48), Image.NEAREST).save(odd)
+    model = torch.nn.Sequential(_conv_model(3, symmetric=False, classes=19))
+    kw = dict(protocol=19, input_size=(24, 16), scales=[0.75, 1.0], flip=True, device="cpu", show_progress=False)
+    one, m_one = evaluate_folder(model, images, labels, batch_size=1, **kw)
+    many, m_many = evaluate_folder(model, images, labels, batch_size=batch_size, **kw)
+    assert m_one.sum() == m_many.sum() > 0 and np.abs(m_one - m_many).sum() <= 2  # at most a float tie flips
+    assert many["miou"] == pytest.approx(one["miou"], abs=1e-3)
+
+
+@torch.no_grad()
+def test_flip_pairs_in_one_batch_match_separate_forwards():
+    from stvm.models.deeplab import build_model
+
+    torch.manual_seed(0)
+    model = build_model("deeplabv2_r18", 19).eval()
+    x = _image(4, 32, 48)
+    batched = predict_probs(model, x, [(32, 48), (40, 60)], [0.75, 1.0], True)
+    for i, size in enumerate([(32, 48), (40, 60)]):
+        alone = predict_logits(model, x[i : i + 1], size, [0.75], False) + predict_logits(
+            model, x[i : i + 1].flip(-1), size, [0.75], False).flip(-1)
+        alone = alone + predict_logits(model, x[i : i + 1], size, [1.0], False) + predict_logits(
+            model, x[i : i + 1].flip(-1), size, [1.0], False).flip(-1)
+        assert batched[i].shape == (19, *size)
+        torch.testing.assert_close(batched[i], alone[0] / 4, atol=1e-5, rtol=1e-4)
 
 
 def test_evaluate_folder_errors(tmp_path):

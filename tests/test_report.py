@@ -46,6 +46,14 @@ def test_ablation_rows_from_metrics_files(tmp_path, capsys):
     assert "| STvM | 51.0 ± 1.7 | 50.0 | 3 | +9.0 |" in ablation_markdown(rows)
     assert main(["summary", "--eval", str(tmp_path)]) == 0
     assert "| Source | 31.0 ± 1.0 |" in capsys.readouterr().out
+    out = tmp_path.parent / "summary"
+    (out / "stale.json").parent.mkdir()
+    (out / "stale.json").write_text("{}")
+    assert main(["summary", "--eval", str(tmp_path), "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["ST_MT.json", "STvM.json", "Source.json"]  # replaced whole
+    stvm = json.loads((out / "STvM.json").read_text())
+    assert stvm == {"miou_mean": pytest.approx(51.0), "miou_std": pytest.approx(1.7321, abs=1e-4),
+                    "miou_min": 50.0, "seeds": 3}
 
 
 def test_summary_of_one_seed_shows_no_zero_spread(tmp_path, capsys):
@@ -102,13 +110,15 @@ def _copy_seed(root: Path, run: str, offset: float) -> None:
     for base in ("results/models", "results/eval"):
         shutil.copytree(root / base / run / "seed0", root / base / run / "seed1",
                         ignore=shutil.ignore_patterns("ckpt", "model.pt"))
-    path = root / "results/eval" / run / "seed1/metrics.json"
-    m = json.loads(path.read_text())
-    for key in ("miou", "iou/road", "silhouette/class_mean"):
+    folder = root / "results/eval" / run / "seed1"
+    for name, key in (("metrics", "miou"), ("scores", "iou/road"), ("metrics", "silhouette/class_mean")):
+        m = json.loads((folder / f"{name}.json").read_text())
         if key in m:
             m[key] += offset
-    m["evaluation"]["wall_seconds"] = 1.23
-    path.write_text(json.dumps(m))
+        (folder / f"{name}.json").write_text(json.dumps(m))
+    info = json.loads((folder / "eval_info.json").read_text())
+    info["evaluation"]["wall_seconds"] = 1.23
+    (folder / "eval_info.json").write_text(json.dumps(info))
 
 
 def _report(root: Path, out: Path, capsys=None) -> int:
@@ -181,7 +191,11 @@ def report(run_tree, tmp_path_factory):
 
 
 def _metrics(root: Path, run: str, seed: int) -> dict:
-    return json.loads((root / "results/eval" / run / f"seed{seed}/metrics.json").read_text())
+    """metrics.json (numbers only) and scores.json (per class) of one evaluation, merged."""
+    folder = root / "results/eval" / run / f"seed{seed}"
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert all(isinstance(v, (int, float)) for v in metrics.values()), metrics  # dvc metrics: numbers only
+    return {**metrics, **json.loads((folder / "scores.json").read_text())}
 
 
 def test_report_has_every_table_plot_and_provenance_field(run_tree, report):
@@ -231,6 +245,8 @@ def test_report_numbers_equal_the_metrics_files(run_tree, report):
     wall = {(r["stage"], r["run"], r["seed"]): r["wall seconds"] for r in _rows(page.tables["wall_time"])}
     adapt_wall = json.loads((run_tree / "results/models/STvM/seed0/adapt_metrics.json").read_text())["wall_seconds"]
     assert wall[("adapt", "STvM", "0")] == f"{adapt_wall:.2f}" and wall[("evaluate", "STvM", "1")] == "1.23"
+    device = {(r["stage"], r["run"], r["seed"]): r["device"] for r in _rows(page.tables["wall_time"])}
+    assert device[("evaluate", "STvM", "1")] == "cpu" and device[("adapt", "STvM", "0")] == "cpu"
     # CSVs keep full precision
     with (out / "tables/per_seed.csv").open() as fh:
         rows = {(r["run"], r["seed"]): r for r in csv.DictReader(fh)}

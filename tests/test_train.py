@@ -81,7 +81,7 @@ def test_two_process_ddp_on_cpu(tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
                           timeout=300, cwd=Path(__file__).resolve().parents[1])
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert json.loads((tmp_path / "out/train_metrics.json").read_text())["world_size"] == 2
+    assert json.loads((tmp_path / "out/train_info.json").read_text())["world_size"] == 2
     model, meta = load_model_checkpoint(tmp_path / "out/model.pt")
     assert meta["stage"] == "train_source"
 

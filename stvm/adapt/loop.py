@@ -92,9 +92,9 @@ from stvm.io import load_checkpoint, prepare_out_dir, save_checkpoint, write_jso
 from stvm.models.deeplab import build_head
 from stvm.models.weights import load_model_checkpoint, save_model_checkpoint
 from stvm.plots import PlotWriter
+from stvm.progress import ProgressBar
 from stvm.runtime import (
     NonFiniteGuard,
-    Progress,
     autocast,
     check_finite,
     dist_info,
@@ -106,6 +106,7 @@ from stvm.runtime import (
     seed_everything,
     set_rng_state,
 )
+from stvm.threads import current_threads
 from stvm.train import make_loader, set_poly_lr
 
 PLOT_COLUMNS = ["iteration", "loss", "loss_metric", "lr", "reliability", "metric_fraction", "metric_samples",
@@ -364,7 +365,7 @@ def adapt(
         return _finish(cfg, variant, v, nets, meta, out, seed, wall, str(dev), iterations=0)
     sampler = IterationBatches(len(data), cfg.batch_size, seed, start, cfg.iterations, info.rank, info.world_size)
     plots = PlotWriter(out / "plots" / "adapt.csv", PLOT_COLUMNS, start) if info.is_main else None
-    progress = Progress(f"adapt {variant}", cfg.iterations, start, show_progress and info.is_main)
+    progress = ProgressBar(cfg.iterations, f"adapt {variant}", show_progress and info.is_main, start=start, unit="it")
     guard, sums, t0 = NonFiniteGuard(dev), None, time.perf_counter()
     for it, (img, _, _) in enumerate(make_loader(data, sampler, num_workers), start=start):
         lr = set_poly_lr(nets.opt, it, cfg.iterations, cfg.poly_power)
@@ -379,7 +380,7 @@ def adapt(
             row = _log_row(sums, logs["buffer_fill"], n, guard, f"adapt {variant}")
             row["teacher_drift"] = float(relative_drift(nets.teacher, nets.source_params))
             sums = None
-            progress.line(done, {"loss": row["loss"], "w": row["reliability"], "lr": lr})
+            progress.set(done, {"loss": row["loss"], "w": row["reliability"], "lr": lr})
             if plots is not None:
                 plots.row({"iteration": done, "lr": lr, **row})
         if done % cfg.ckpt_every == 0 or done == stop_after:
@@ -387,7 +388,9 @@ def adapt(
             guard.raise_if_bad(f"adapt {variant}")  # never checkpoint a diverged run
             _checkpoint(ckpt_path, nets, done, wall_before + time.perf_counter() - t0, run_id, info.is_main)
         if stop_after is not None and done >= stop_after:
+            progress.close()
             return {"stopped_at": done}
+    progress.close()
     wall = wall_before + time.perf_counter() - t0
     _checkpoint(ckpt_path, nets, cfg.iterations, wall, run_id, info.is_main)
     if not info.is_main:
@@ -489,11 +492,12 @@ def _finish(cfg, variant, v, nets, meta, out, seed, wall, dev, world: int = 1,
         source=meta.get("init", ""), choices=choices, params=section_dict(cfg), input_size=meta.get("input_size"),
         **extra,
     )
-    metrics = {"variant": variant, "source_seed": meta.get("seed"),
-               "iterations": cfg.iterations if iterations is None else iterations,
-               "wall_seconds": round(wall, 2), "device": dev, "seed": seed, "world_size": world, "choices": choices}
+    metrics = {"iterations": cfg.iterations if iterations is None else iterations, "wall_seconds": round(wall, 2)}
+    run = {"variant": variant, "source_seed": meta.get("seed"), "device": dev, "seed": seed, "world_size": world,
+           "threads": current_threads(), "choices": choices}
+    write_json(out / "adapt_info.json", run)  # provenance and open choices; the metrics file holds numbers only
     write_json(out / "adapt_metrics.json", metrics)
-    return metrics
+    return {**metrics, **run}
 
 
 def open_choices(cfg: AdaptParams) -> dict[str, str]:

@@ -12,7 +12,6 @@ time give the downscaled (DACS/URMA) one; the label folder decides, and the call
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from stvm.errors import StvmError
 from stvm.evaluate.metrics import ConfusionMatrix, scores_from_confusion
 from stvm.evaluate.score import match_stems, read_trainid_png
 from stvm.io import atomic_path
+from stvm.progress import ProgressBar
 
 IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406])
 IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225])
@@ -58,30 +58,47 @@ def predict_logits(
     ``(B, C, h, w)`` (any ``h, w``: they are resized). Gradient mode is left to the caller. Despite
     the name (kept for callers), the result is softmax probabilities, the quantity that is averaged.
     """
+    return torch.stack(predict_probs(model, image, [tuple(out_size)] * image.shape[0], scales, flip))
+
+
+def predict_probs(
+    model: Callable[[torch.Tensor], torch.Tensor],
+    image: torch.Tensor,
+    out_sizes: Sequence[tuple[int, int]],
+    scales: Sequence[float] = (1.0,),
+    flip: bool = False,
+) -> list[torch.Tensor]:
+    """Per image ``i`` of the batch, probabilities ``(C, *out_sizes[i])`` averaged over scales x flips.
+
+    One forward per scale: with ``flip`` the mirrored copies go through the model in the same batch
+    as the originals (``2B`` images). Each probability map is resized to its image's scoring size
+    before averaging, in the order scale by scale, original before mirrored.
+    """
     if not scales:
         raise ValueError("scales must not be empty")
-    height, width = image.shape[-2:]
-    total: torch.Tensor | None = None
+    batch, (height, width) = image.shape[0], image.shape[-2:]
+    totals: list[torch.Tensor | None] = [None] * batch
     count = 0
     for scale in scales:
         size = (max(1, round(height * scale)), max(1, round(width * scale)))
-        x = (
-            image
-            if size == (height, width)
-            else F.interpolate(image, size=size, mode="bilinear", align_corners=False)
-        )
-        for flipped in (False, True) if flip else (False,):
-            prob = model(x.flip(-1) if flipped else x).softmax(dim=1)
-            if flipped:
-                prob = prob.flip(-1)
-            if tuple(prob.shape[-2:]) != tuple(out_size):
-                prob = F.interpolate(
-                    prob, size=tuple(out_size), mode="bilinear", align_corners=False
-                )
-            total = prob if total is None else total + prob
+        x = image if size == (height, width) else F.interpolate(image, size=size, mode="bilinear", align_corners=False)
+        prob = model(torch.cat([x, x.flip(-1)]) if flip else x).softmax(dim=1)
+        for part in (prob[:batch], prob[batch:].flip(-1)) if flip else (prob,):
+            for i, p in enumerate(_resized(part, out_sizes)):
+                totals[i] = p if totals[i] is None else totals[i] + p
             count += 1
-    assert total is not None
-    return total if count == 1 else total / count
+    return [t if count == 1 else t / count for t in totals]
+
+
+def _resized(prob: torch.Tensor, out_sizes: Sequence[tuple[int, int]]) -> list[torch.Tensor]:
+    """``prob[i]`` bilinearly resized to ``out_sizes[i]`` (one call for the batch when they agree)."""
+    sizes = [tuple(s) for s in out_sizes]
+    if len(set(sizes)) == 1:
+        if tuple(prob.shape[-2:]) != sizes[0]:
+            prob = F.interpolate(prob, size=sizes[0], mode="bilinear", align_corners=False)
+        return list(prob.unbind(0))
+    return [p if tuple(p.shape[-2:]) == s else F.interpolate(p[None], size=s, mode="bilinear", align_corners=False)[0]
+            for p, s in zip(prob.unbind(0), sizes, strict=True)]
 
 
 def _read_image(path: Path, input_size: tuple[int, int]) -> np.ndarray:
@@ -103,11 +120,6 @@ def _write_png(path: Path, array: np.ndarray) -> None:
         tmp.write_bytes(buf.tobytes())
 
 
-def _progress(done: int, total: int, enabled: bool) -> None:
-    if enabled and (done == total or done % max(1, total // 20) == 0):
-        print(f"evaluate: {done}/{total} images", file=sys.stderr, flush=True)
-
-
 def evaluate_folder(
     model: torch.nn.Module,
     images_dir: Path,
@@ -121,6 +133,7 @@ def evaluate_folder(
     pred_dir: Path | None = None,
     color_dir: Path | None = None,
     show_progress: bool = True,
+    batch_size: int = 1,
 ) -> tuple[dict[str, Any], np.ndarray]:
     """Score ``model`` on ``images_dir/<stem>.png`` against ``labels_dir/<stem>.png`` (trainIds).
 
@@ -129,7 +142,9 @@ def evaluate_folder(
     already be on ``device``; it is put in eval mode and its previous mode is restored afterwards.
     Predictions are converted to trainIds and counted in one 19-class confusion matrix on the
     device. Optionally writes trainId PNGs to ``pred_dir`` and Cityscapes-coloured PNGs to
-    ``color_dir`` (each file atomically). Returns ``(scores_from_confusion(...), 19 x 20 matrix)``.
+    ``color_dir`` (each file atomically). Images go through the model ``batch_size`` at a time (the
+    numbers do not depend on it beyond float rounding). Returns ``(scores_from_confusion(...), 19 x 20
+    matrix)``.
     """
     images_dir, labels_dir = Path(images_dir), Path(labels_dir)
     pairs = match_stems(images_dir, labels_dir, first="image", second="label")
@@ -138,28 +153,37 @@ def evaluate_folder(
     cm = ConfusionMatrix(len(CLASS_NAMES), device)
     was_training = model.training
     model.eval()
+    bar = ProgressBar(len(pairs), "evaluate", show_progress, unit="img")
     try:
         with torch.inference_mode():
-            for i, (stem, image_path, label_path) in enumerate(pairs, start=1):
-                label = read_trainid_png(label_path, "label")
-                x = normalize(_read_image(image_path, input_size))[None].to(device)
-                prob = predict_logits(model, x, label.shape, scales, flip)
-                if prob.shape[1] != len(to_trainid):
-                    raise StvmError(
-                        None,
-                        f"model outputs {prob.shape[1]} classes but protocol {protocol} "
-                        f"needs {len(to_trainid)}",
-                    )
-                pred = to_trainid[prob[0].argmax(dim=0)]
-                cm.update(pred, torch.from_numpy(label).to(device))
-                if pred_dir is not None or color_dir is not None:
-                    pred_np = pred.to(torch.uint8).cpu().numpy()
-                    if pred_dir is not None:
-                        _write_png(Path(pred_dir) / f"{stem}.png", pred_np)
-                    if color_dir is not None:
-                        _write_png(Path(color_dir) / f"{stem}.png", colorize(pred_np, 19))
-                _progress(i, len(pairs), show_progress)
+            for start in range(0, len(pairs), batch_size):
+                chunk = pairs[start : start + batch_size]
+                labels = [read_trainid_png(label_path, "label") for _, _, label_path in chunk]
+                x = torch.stack([normalize(_read_image(image_path, input_size)) for _, image_path, _ in chunk])
+                probs = predict_probs(model, x.to(device), [lab.shape for lab in labels], scales, flip)
+                for (stem, _, _), label, prob in zip(chunk, labels, probs, strict=True):
+                    _count(prob, label, to_trainid, protocol, cm)
+                    if pred_dir is not None or color_dir is not None:
+                        _write_prediction(stem, to_trainid[prob.argmax(dim=0)], pred_dir, color_dir)
+                    bar.update()
     finally:
+        bar.close()
         model.train(was_training)
     matrix = cm.matrix.cpu().numpy()
     return scores_from_confusion(matrix, protocol), matrix
+
+
+def _count(prob: torch.Tensor, label: np.ndarray, to_trainid: torch.Tensor, protocol: int, cm: ConfusionMatrix) -> None:
+    """Add one image's prediction (argmax of ``prob``, as trainIds) to the confusion matrix."""
+    if prob.shape[0] != len(to_trainid):
+        raise StvmError(None, f"model outputs {prob.shape[0]} classes but protocol {protocol} needs {len(to_trainid)}")
+    cm.update(to_trainid[prob.argmax(dim=0)], torch.from_numpy(label).to(prob.device))
+
+
+def _write_prediction(stem: str, pred: torch.Tensor, pred_dir: Path | None, color_dir: Path | None) -> None:
+    """trainId PNG to ``pred_dir`` and Cityscapes-coloured PNG to ``color_dir`` (those given)."""
+    pred_np = pred.to(torch.uint8).cpu().numpy()
+    if pred_dir is not None:
+        _write_png(Path(pred_dir) / f"{stem}.png", pred_np)
+    if color_dir is not None:
+        _write_png(Path(color_dir) / f"{stem}.png", colorize(pred_np, 19))

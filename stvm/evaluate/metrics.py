@@ -39,8 +39,8 @@ class ConfusionMatrix:
 
     ``update`` takes integer class maps of the same shape. Ground truth outside ``[0, n)`` (255) is
     ignored; a prediction outside ``[0, n)`` lands in the "other" column (a false negative). The
-    counting is one ``torch.bincount`` on the tensors' device with no Python loop per pixel and no
-    ``.item()``/``.cpu()`` in this code, so it can run inside a GPU evaluation loop.
+    counting is one fixed-size ``scatter_add_`` on the tensors' device with no Python loop per pixel, no
+    data-dependent output size and no ``.item()``/``.cpu()``, so it does not sync a GPU evaluation loop.
     """
 
     def __init__(self, num_classes: int, device: torch.device | str = "cpu") -> None:
@@ -72,7 +72,11 @@ class ConfusionMatrix:
         # mask would need a host sync to size its output.
         trash = n * (n + 1)
         index = torch.where((target >= 0) & (target < n), index, trash)
-        self._counts += torch.bincount(index, minlength=trash + 1)[:trash]
+        # scatter_add_ into a fixed-size buffer: torch.bincount sizes its output from the data (a host
+        # sync on CUDA); this stays on the device, and integer sums are exact in any order.
+        counts = torch.zeros(trash + 1, dtype=torch.int64, device=self.device)
+        counts.scatter_add_(0, index, torch.ones_like(index))
+        self._counts += counts[:trash]
 
     def merge(self, other: ConfusionMatrix) -> None:
         """Add another matrix's counts (e.g. from another process or another part of the set)."""

@@ -2,7 +2,7 @@
 
 The numbers themselves come from ``stvm.evaluate.metrics`` (the one implementation); this module
 only wires paths, the model checkpoint and provenance (every open choice is written next to the
-numbers, so a metrics file is self-describing).
+numbers, in ``eval_info.json``, so an evaluation folder is self-describing).
 
 The input size is the prepared images' own size, checked against the size the model records it
 was trained at (a mismatch is an error; ``input_size`` is the stated override). The output folder
@@ -26,6 +26,7 @@ from stvm.evaluate.metrics import flatten_metrics
 from stvm.io import atomic_dir, prepare_out_dir, write_json
 from stvm.models.weights import load_model_checkpoint
 from stvm.runtime import resolve_device
+from stvm.threads import current_threads
 
 _OWN = ("metrics.json", "confusion.json")  # a folder holding either is an evaluate output
 
@@ -41,7 +42,9 @@ def evaluate_stage(
     input_size: tuple[int, int] | None = None,
     show_progress: bool = True,
 ) -> dict[str, Any]:
-    """Evaluate ``model_path`` on (images, labels); write ``out/metrics.json`` and return it.
+    """Evaluate ``model_path`` on (images, labels); write ``out/metrics.json`` (headline numbers only, for
+    ``dvc metrics``), ``scores.json`` (every number), ``eval_info.json`` (provenance, open choices) and
+    ``confusion.json``; return them merged.
 
     ``input_size`` (W, H) overrides the input size, which is otherwise the prepared images' own.
     """
@@ -57,8 +60,21 @@ def evaluate_stage(
         metrics["evaluation"]["input_size_from"] = size_from
         metrics["evaluation"]["wall_seconds"] = round(time.perf_counter() - t0, 2)
         write_json(tmp / "confusion.json", metrics.pop("_confusion"))
-        write_json(tmp / "metrics.json", metrics)
+        _write_split(tmp, metrics)
     return metrics
+
+
+HEADLINE = ("miou", "miou13", "pixel_acc", "silhouette/class_mean", "silhouette/overall_mean")
+
+
+def _write_split(folder: Path, metrics: dict[str, Any]) -> None:
+    """``metrics.json``: the headline numbers only (what ``dvc metrics show`` lists, one short row per
+    evaluation); ``scores.json``: every number (per-class IoU, the 19-class-convention means, sample
+    counts); ``eval_info.json``: everything else (protocol, evaluation choices, model provenance)."""
+    numbers = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and k != "protocol"}
+    write_json(folder / "scores.json", numbers)
+    write_json(folder / "eval_info.json", {k: v for k, v in metrics.items() if k not in numbers})
+    write_json(folder / "metrics.json", {k: v for k, v in numbers.items() if k in HEADLINE})
 
 
 def _check_out(out: Path) -> None:
@@ -97,7 +113,7 @@ def _evaluate_into(tmp: Path, cfg: EvaluateParams, model, meta: dict, protocol: 
     color_dir = tmp / "color" if cfg.save_predictions else None
     scores, confusion = evaluate_folder(
         model, images, labels, protocol=protocol, input_size=input_size, scales=cfg.scales, flip=cfg.flip,
-        device=dev, pred_dir=pred_dir, color_dir=color_dir, show_progress=show_progress,
+        device=dev, pred_dir=pred_dir, color_dir=color_dir, show_progress=show_progress, batch_size=cfg.batch_size,
     )
     extra = _metric_space(model, meta, images, labels, dev, input_size, cfg.silhouette_pixels)
     metrics = {
@@ -109,6 +125,8 @@ def _evaluate_into(tmp: Path, cfg: EvaluateParams, model, meta: dict, protocol: 
             "mst": len(cfg.scales) > 1 or cfg.flip,
             "input_size": list(input_size),
             "scoring_resolution": "label resolution (predictions upsampled bilinearly)",
+            "device": str(dev),
+            "threads": current_threads(),
         },
         "model": {k: v for k, v in meta.items() if k not in ("params", "metric_head", "teacher")},
         "_confusion": {"protocol": protocol, "matrix": np.asarray(confusion).astype(int).tolist()},

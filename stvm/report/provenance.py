@@ -101,17 +101,19 @@ def datasets_table(res: Results) -> Table:
 
 
 def wall_table(res: Results) -> Table:
-    """Wall time and device of every stage run, as recorded in its metrics file."""
+    """Wall time, device and threads of every stage run, as recorded in its info and metrics files."""
     rows: list[list[Any]] = []
     for run in res.runs:
         for seed in sorted(res.evals[run]):
             t = res.train[run][seed]
             rows.append(["train_source" if run == "Source" else "adapt", run, seed, t.get("wall_seconds"),
-                         t.get("device"), t.get("iterations")])
+                         t.get("device"), t.get("threads"), t.get("iterations")])
             ev = res.evals[run][seed].get("evaluation", {})
-            rows.append(["evaluate", run, seed, ev.get("wall_seconds"), None, None])
-    return Table("wall_time", "Wall time per stage", ["stage", "run", "seed", "wall seconds", "device", "iterations"],
-                 rows, note="wall_seconds of train_metrics.json, adapt_metrics.json and metrics.json 'evaluation'.",
+            rows.append(["evaluate", run, seed, ev.get("wall_seconds"), ev.get("device"), ev.get("threads"), None])
+    return Table("wall_time", "Wall time per stage",
+                 ["stage", "run", "seed", "wall seconds", "device", "threads", "iterations"], rows,
+                 note="train_metrics.json/adapt_metrics.json (wall seconds, iterations), train_info.json/"
+                      "adapt_info.json (device, threads) and eval_info.json 'evaluation'.",
                  decimals=2)
 
 
@@ -129,7 +131,7 @@ def choices_table(res: Results) -> Table:
                 seen.setdefault((f"adapt.{k}", str(v)), []).append(f"{run}/seed{seed}")
     rows = [[key, value, _where(res, where)] for (key, value), where in sorted(seen.items())]
     return Table("open_choices", "Open choices", ["choice", "value", "runs"], rows,
-                 note="adapt_metrics.json 'choices' and metrics.json 'evaluation' (MST scales and flip, scoring "
+                 note="adapt_info.json 'choices' and eval_info.json 'evaluation' (MST scales and flip, scoring "
                       "resolution); the iteration budget and evaluated network are in the adapt choices.")
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from stvm.errors import StvmError
-from stvm.io import read_json
+from stvm.io import atomic_dir, read_json, write_json
 from stvm.report import paper
 
 ORDER = ("Source", "AdaBN", "ST", "ST_Aug", "ST_MT", "STvM_Raw", "STvM")
@@ -71,7 +71,8 @@ def _seed_of(folder: Path) -> int:
 
 
 def collect(eval_root: Path, key: str = "miou") -> dict[str, dict[int, float]]:
-    """``{run name: {seed: metric}}`` for every metrics file under ``eval_root``."""
+    """``{run name: {seed: metric}}`` for every metrics file under ``eval_root`` (``scores.json`` beside it
+    for keys that are not headline numbers, e.g. ``miou16_19conv``)."""
     if not eval_root.is_dir():
         raise StvmError(eval_root, "no evaluation results (run the pipeline first)")
     out: dict[str, dict[int, float]] = {}
@@ -81,6 +82,8 @@ def collect(eval_root: Path, key: str = "miou") -> dict[str, dict[int, float]]:
         if not isinstance(metrics, dict):
             raise StvmError(path, f"expected a JSON object of metrics, got a {type(metrics).__name__}")
         value = metrics.get(key)
+        if value is None and path.with_name("scores.json").is_file():  # a key beyond the headline ones
+            value = _read_dict(path.with_name("scores.json")).get(key)
         if value is None:
             continue
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
@@ -117,6 +120,15 @@ def ablation_markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def write_summary(rows: list[dict], out: Path, key: str = "miou") -> None:
+    """One ``out/<run>.json`` per run, ``{key}_mean/_std/_min`` and ``seeds``: numbers only, one row per
+    variant in ``dvc metrics show`` (the folder is a DVC metrics entry), replaced as a whole."""
+    with atomic_dir(out, overwrite=True) as tmp:
+        for r in rows:
+            write_json(tmp / f"{r['name']}.json", {f"{key}_mean": round(r["mean"], 4), f"{key}_std": round(r["std"], 4),
+                                                   f"{key}_min": round(r["min"], 4), "seeds": r["seeds"]})
+
+
 # --- reading everything the pipeline wrote ------------------------------------------------------
 
 
@@ -135,12 +147,22 @@ def read_curve(path: Path) -> dict[str, list[float]]:
         raise StvmError(path, f"corrupt plots CSV ({err})") from None
 
 
+def _read_dict(path: Path) -> dict[str, Any]:
+    """A JSON object file a stage writes next to its numbers (per-class IoU, provenance)."""
+    data = read_json(path)
+    if not isinstance(data, dict):
+        raise StvmError(path, "expected a JSON object")
+    return data
+
+
 def _read_eval(res: Results, metrics_path: Path) -> None:
     """One evaluation folder: metrics.json and its confusion.json (both required)."""
     run, seed = metrics_path.parent.parent.name, _seed_of(metrics_path.parent)
     metrics = read_json(metrics_path)
     if not isinstance(metrics, dict) or not isinstance(metrics.get("miou"), (int, float)):
         raise StvmError(metrics_path, "not an stvm metrics file (no numeric 'miou')")
+    metrics = {**metrics, **_read_dict(metrics_path.with_name("scores.json")),
+               **_read_dict(metrics_path.with_name("eval_info.json"))}
     confusion = read_json(metrics_path.with_name("confusion.json"))
     if not isinstance(confusion, dict) or confusion.get("protocol") != metrics.get("protocol"):
         raise StvmError(metrics_path.with_name("confusion.json"), "protocol differs from metrics.json's")
@@ -157,6 +179,7 @@ def _read_model_run(res: Results, models_root: Path, run: str, seed: int) -> Non
     metrics = read_json(path)
     if not isinstance(metrics, dict) or "wall_seconds" not in metrics:
         raise StvmError(path, "not an stvm training metrics file (no 'wall_seconds')")
+    metrics = {**metrics, **_read_dict(folder / f"{kind}_info.json")}
     res.train.setdefault(run, {})[seed] = metrics
     if metrics.get("iterations") != 0:  # AdaBN takes no steps: no curve
         res.curves.setdefault(run, {})[seed] = read_curve(folder / "plots" / f"{kind}.csv")
@@ -235,7 +258,7 @@ def ablation_table(res: Results, key: str = "miou") -> Table:
 
 
 def run_info(res: Results) -> dict[str, Any]:
-    """Protocol and architecture of the evaluated models (from metrics.json 'protocol' and 'model')."""
+    """Protocol and architecture of the evaluated models (from eval_info.json 'protocol' and 'model')."""
     first = res.evals[res.runs[0]][min(res.evals[res.runs[0]])]
     protocols = {int(m["protocol"]) for per in res.evals.values() for m in per.values()}
     if len(protocols) != 1:
@@ -276,7 +299,7 @@ def per_class_table(res: Results) -> Table:
     cols = ["source", "method", "network"] + names + [n for n, _ in summary]
     setting = {19: "GTA5 → Cityscapes (Table I)", 16: "SYNTHIA → Cityscapes (Table II)",
                13: "Cityscapes → NTHU Cross-City (Table III has no per-class IoU; see the next table)"}[protocol]
-    note = (f"Protocol {protocol}: per-class IoU of metrics.json `iou/<class>`, mean over seeds (– = class absent "
+    note = (f"Protocol {protocol}: per-class IoU of scores.json `iou/<class>`, mean over seeds (– = class absent "
             f"from ground truth and prediction). Paper rows: source-free methods with {info['network']}-R101 on "
             f"real data, {setting}.")
     return Table(f"table{table_no}_per_class", f"Per-class IoU, {protocol} classes", cols, rows, note)

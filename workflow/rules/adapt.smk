@@ -3,19 +3,56 @@ rule adapt:
     input:
         source_model=SOURCE_MODEL,
         target_images="data/prepared/target/train/images",
+        code=[
+            "stvm/__init__.py",
+            "stvm/__main__.py",
+            "stvm/adapt/__init__.py",
+            "stvm/adapt/augment.py",
+            "stvm/adapt/batchnorm.py",
+            "stvm/adapt/classmix.py",
+            "stvm/adapt/dist.py",
+            "stvm/adapt/loop.py",
+            "stvm/adapt/losses.py",
+            "stvm/adapt/metric.py",
+            "stvm/adapt/teacher.py",
+            "stvm/cli.py",
+            "stvm/compat.py",
+            "stvm/config.py",
+            "stvm/data/__init__.py",
+            "stvm/data/datasets.py",
+            "stvm/data/labels.py",
+            "stvm/digest.py",
+            "stvm/errors.py",
+            "stvm/evaluate/__init__.py",
+            "stvm/evaluate/inference.py",
+            "stvm/evaluate/metrics.py",
+            "stvm/evaluate/score.py",
+            "stvm/io.py",
+            "stvm/limits.py",
+            "stvm/models/__init__.py",
+            "stvm/models/deeplab.py",
+            "stvm/models/weights.py",
+            "stvm/plots.py",
+            "stvm/progress.py",
+            "stvm/runtime.py",
+            "stvm/threads.py",
+            "stvm/train.py",
+        ],
     output:
         "results/models/{variant}/seed{seed}/model.pt",
         "results/models/{variant}/seed{seed}/adapt_metrics.json",
+        "results/models/{variant}/seed{seed}/adapt_info.json",
         "results/models/{variant}/seed{seed}/plots/adapt.csv",
     wildcard_constraints:
         variant=VARIANT_PATTERN,
+    threads: config["common"]["threads"]
     params:
         device=config["common"]["device"],
         adapt=config["adapt"],
     log:
         "logs/adapt_{variant}_seed{seed}.log",
     shell:
-        "python -m stvm adapt --quiet --variant {wildcards.variant} --seed {wildcards.seed}"
+        "python -m stvm adapt --variant {wildcards.variant} --seed {wildcards.seed}"
         " --source-model {input.source_model}"
         " --target-images {input.target_images}"
         " --out results/models/{wildcards.variant}/seed{wildcards.seed} 2> {log}"

@@ -4,9 +4,37 @@ rule evaluate_source:
         model="results/models/Source/seed{seed}/model.pt",
         images="data/prepared/target/val/images",
         labels="data/prepared/target/val/labels",
+        code=[
+            "stvm/__init__.py",
+            "stvm/__main__.py",
+            "stvm/cli.py",
+            "stvm/compat.py",
+            "stvm/config.py",
+            "stvm/data/__init__.py",
+            "stvm/data/datasets.py",
+            "stvm/data/labels.py",
+            "stvm/errors.py",
+            "stvm/evaluate/__init__.py",
+            "stvm/evaluate/inference.py",
+            "stvm/evaluate/metrics.py",
+            "stvm/evaluate/score.py",
+            "stvm/evaluate/silhouette.py",
+            "stvm/evaluate/stage.py",
+            "stvm/io.py",
+            "stvm/limits.py",
+            "stvm/models/__init__.py",
+            "stvm/models/deeplab.py",
+            "stvm/models/weights.py",
+            "stvm/progress.py",
+            "stvm/runtime.py",
+            "stvm/threads.py",
+        ],
     output:
         "results/eval/Source/seed{seed}/metrics.json",
         "results/eval/Source/seed{seed}/confusion.json",
+        "results/eval/Source/seed{seed}/scores.json",
+        "results/eval/Source/seed{seed}/eval_info.json",
+    threads: config["common"]["threads"]
     params:
         device=config["common"]["device"],
         size=[config["prepare"]["width"], config["prepare"]["height"]],
@@ -14,7 +42,7 @@ rule evaluate_source:
     log:
         "logs/evaluate_Source_seed{seed}.log",
     shell:
-        "python -m stvm evaluate --quiet --model {input.model}"
+        "python -m stvm evaluate --model {input.model}"
         " --images {input.images} --labels {input.labels}"
         " --out results/eval/Source/seed{wildcards.seed} 2> {log}"
 
@@ -24,11 +52,39 @@ rule evaluate:
         model="results/models/{variant}/seed{seed}/model.pt",
         images="data/prepared/target/val/images",
         labels="data/prepared/target/val/labels",
+        code=[
+            "stvm/__init__.py",
+            "stvm/__main__.py",
+            "stvm/cli.py",
+            "stvm/compat.py",
+            "stvm/config.py",
+            "stvm/data/__init__.py",
+            "stvm/data/datasets.py",
+            "stvm/data/labels.py",
+            "stvm/errors.py",
+            "stvm/evaluate/__init__.py",
+            "stvm/evaluate/inference.py",
+            "stvm/evaluate/metrics.py",
+            "stvm/evaluate/score.py",
+            "stvm/evaluate/silhouette.py",
+            "stvm/evaluate/stage.py",
+            "stvm/io.py",
+            "stvm/limits.py",
+            "stvm/models/__init__.py",
+            "stvm/models/deeplab.py",
+            "stvm/models/weights.py",
+            "stvm/progress.py",
+            "stvm/runtime.py",
+            "stvm/threads.py",
+        ],
     output:
         "results/eval/{variant}/seed{seed}/metrics.json",
         "results/eval/{variant}/seed{seed}/confusion.json",
+        "results/eval/{variant}/seed{seed}/scores.json",
+        "results/eval/{variant}/seed{seed}/eval_info.json",
     wildcard_constraints:
         variant=VARIANT_PATTERN,
+    threads: config["common"]["threads"]
     params:
         device=config["common"]["device"],
         size=[config["prepare"]["width"], config["prepare"]["height"]],
@@ -36,6 +92,6 @@ rule evaluate:
     log:
         "logs/evaluate_{variant}_seed{seed}.log",
     shell:
-        "python -m stvm evaluate --quiet --model {input.model}"
+        "python -m stvm evaluate --model {input.model}"
         " --images {input.images} --labels {input.labels}"
         " --out results/eval/{wildcards.variant}/seed{wildcards.seed} 2> {log}"

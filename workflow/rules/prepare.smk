@@ -1,28 +1,55 @@
 rule synth:
     input:
-        "stvm/data/synth.py",
+        code=[
+            "stvm/__init__.py",
+            "stvm/__main__.py",
+            "stvm/cli.py",
+            "stvm/config.py",
+            "stvm/data/__init__.py",
+            "stvm/data/synth.py",
+            "stvm/errors.py",
+            "stvm/io.py",
+            "stvm/limits.py",
+            "stvm/threads.py",
+        ],
     output:
         directory("data/raw/synth/source"),
         directory("data/raw/synth/target"),
         "data/raw/synth/synth.json",
+    threads: lookup(dpath="synth/workers", within=config, default=1)
     params:
         synth=config["synth"],
     log:
         "logs/synth.log",
     shell:
-        "python -m stvm synth --quiet --out data/raw/synth 2> {log}"
+        "python -m stvm synth --out data/raw/synth 2> {log}"
 
 
 rule prepare:
     input:
         root=lookup(dpath="data/{role}/root", within=config),
-        code=["stvm/data/prepare.py", "stvm/data/readers.py", "stvm/data/labels.py"],
+        code=[
+            "stvm/__init__.py",
+            "stvm/__main__.py",
+            "stvm/cli.py",
+            "stvm/config.py",
+            "stvm/data/__init__.py",
+            "stvm/data/labels.py",
+            "stvm/data/prepare.py",
+            "stvm/data/readers.py",
+            "stvm/errors.py",
+            "stvm/io.py",
+            "stvm/limits.py",
+            "stvm/progress.py",
+            "stvm/threads.py",
+        ],
     output:
         directory("data/prepared/{role}/train/images"),
         directory("data/prepared/{role}/train/labels"),
         directory("data/prepared/{role}/val/images"),
         directory("data/prepared/{role}/val/labels"),
         "data/prepared/{role}/manifest.json",
+    threads: lookup(dpath="prepare/workers", within=config, default=1)
     params:
         dataset=lookup(dpath="data/{role}/dataset", within=config),
         city=lookup(dpath="data/{role}/city", within=config, default=""),
@@ -31,5 +58,5 @@ rule prepare:
     log:
         "logs/prepare_{role}.log",
     shell:
-        "python -m stvm prepare --quiet --dataset {params.dataset} --root {input.root}"
+        "python -m stvm prepare --dataset {params.dataset} --root {input.root}"
         ' --city "{params.city}" --out data/prepared/{wildcards.role} --role {wildcards.role} 2> {log}'

@@ -2,11 +2,38 @@ rule train_source:
     input:
         images="data/prepared/source/train/images",
         labels="data/prepared/source/train/labels",
-        code=["stvm/train.py", "stvm/data/datasets.py"],
+        code=[
+            "stvm/__init__.py",
+            "stvm/__main__.py",
+            "stvm/cli.py",
+            "stvm/compat.py",
+            "stvm/config.py",
+            "stvm/data/__init__.py",
+            "stvm/data/datasets.py",
+            "stvm/data/labels.py",
+            "stvm/digest.py",
+            "stvm/errors.py",
+            "stvm/evaluate/__init__.py",
+            "stvm/evaluate/inference.py",
+            "stvm/evaluate/metrics.py",
+            "stvm/evaluate/score.py",
+            "stvm/io.py",
+            "stvm/limits.py",
+            "stvm/models/__init__.py",
+            "stvm/models/deeplab.py",
+            "stvm/models/weights.py",
+            "stvm/plots.py",
+            "stvm/progress.py",
+            "stvm/runtime.py",
+            "stvm/threads.py",
+            "stvm/train.py",
+        ],
     output:
         "results/models/Source/seed{seed}/model.pt",
         "results/models/Source/seed{seed}/train_metrics.json",
+        "results/models/Source/seed{seed}/train_info.json",
         "results/models/Source/seed{seed}/plots/train.csv",
+    threads: config["common"]["threads"]
     params:
         device=config["common"]["device"],
         protocol=config["common"]["protocol"],
@@ -14,6 +41,6 @@ rule train_source:
     log:
         "logs/train_source_seed{seed}.log",
     shell:
-        "python -m stvm train_source --quiet --seed {wildcards.seed}"
+        "python -m stvm train_source --seed {wildcards.seed}"
         " --images {input.images} --labels {input.labels}"
         " --out results/models/Source/seed{wildcards.seed} 2> {log}"

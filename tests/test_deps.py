@@ -1,0 +1,104 @@
+"""Code dependencies: dvc.yaml and every Snakemake rule list exactly the stvm files their command imports."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from stvm.cli import main
+from stvm.deps import ROOT, closure, command_modules, stage_code, sync
+
+CMD = re.compile(r"python -m stvm (\w+)")
+
+
+def dvc_code_deps(project: Path) -> dict[str, tuple[str, set[str]]]:
+    """Stage name -> (command, declared stvm/ deps) from dvc.yaml."""
+    stages = yaml.safe_load((project / "dvc.yaml").read_text())["stages"]
+    out = {}
+    for name, st in stages.items():
+        body = st.get("do", st)
+        out[name] = (CMD.search(body["cmd"]).group(1), {d for d in body.get("deps", []) if d.startswith("stvm/")})
+    return out
+
+
+def smk_code_deps(project: Path) -> dict[str, tuple[str, set[str]]]:
+    """Rule name -> (command, declared stvm/ inputs) from workflow/rules/*.smk."""
+    text = "\n".join(p.read_text() for p in sorted((project / "workflow/rules").glob("*.smk")))
+    out = {}
+    for block in re.split(r"(?m)^(?=rule \w+:)", text):
+        m = re.match(r"rule (\w+):", block)
+        if m and CMD.search(block):
+            inputs = block[block.index("input:"): block.index("output:")]
+            out[m.group(1)] = (CMD.search(block).group(1), set(re.findall(r'"(stvm/[^"]+)"', inputs)))
+    return out
+
+
+@pytest.mark.parametrize("reader", [dvc_code_deps, smk_code_deps], ids=["dvc", "snakemake"])
+def test_every_stage_declares_exactly_the_code_its_command_imports(reader):
+    declared = reader(ROOT)
+    assert {"synth", "prepare", "train_source", "adapt", "evaluate", "evaluate_source", "report"} <= set(declared)
+    for stage, (command, deps) in declared.items():
+        needed = set(stage_code(command))
+        assert not needed - deps, f"{stage}: imported but not declared: {sorted(needed - deps)}"
+        assert not deps - needed, f"{stage}: declared but not imported: {sorted(deps - needed)}"
+
+
+def test_stage_code_holds_every_module_the_entry_imports_transitively():
+    # the adapt command reaches stvm.train (make_loader, set_poly_lr, ...) through stvm.adapt.loop
+    code = set(stage_code("adapt"))
+    loop_imports = set(re.findall(r"^from (stvm[\w.]*) import", (ROOT / "stvm/adapt/loop.py").read_text(), re.M))
+    for mod in loop_imports:
+        rel = mod.replace(".", "/")
+        assert f"{rel}.py" in code or f"{rel}/__init__.py" in code, mod
+    assert "stvm/report/tables.py" not in code  # not imported by adapt: no false dependency
+
+
+def _write(root: Path, rel: str, text: str) -> None:
+    (root / rel).parent.mkdir(parents=True, exist_ok=True)
+    (root / rel).write_text(text)
+
+
+def test_closure_follows_lazy_relative_and_package_imports_and_data_folders(tmp_path):
+    _write(tmp_path, "stvm/__init__.py", "")
+    _write(tmp_path, "stvm/__main__.py", "from stvm.cli import main\n")
+    _write(tmp_path, "stvm/cli.py", "from stvm import errors\n\ndef helper():\n    import stvm.conf\n\n"
+           "def cmd_run(a):\n    helper()\n    from stvm.pkg.a import f\n\ndef cmd_other(a):\n    import stvm.unused\n\n"
+           "def main():\n    pass\n")
+    for rel in ("stvm/errors.py", "stvm/conf.py", "stvm/unused.py", "stvm/pkg/b.py", "stvm/pkg/tab/x.csv"):
+        _write(tmp_path, rel, "")
+    _write(tmp_path, "stvm/pkg/__init__.py", "")
+    _write(tmp_path, "stvm/pkg/a.py", "def f():\n    from . import b, tab\n")
+    _write(tmp_path, "stvm/pkg/tab.py", "")
+    files = {str(p.relative_to(tmp_path)) for p in closure(command_modules("run", tmp_path), tmp_path)}
+    assert files == {"stvm/__init__.py", "stvm/__main__.py", "stvm/cli.py", "stvm/errors.py", "stvm/conf.py",
+                     "stvm/pkg/__init__.py", "stvm/pkg/a.py", "stvm/pkg/b.py", "stvm/pkg/tab.py", "stvm/pkg/tab/x.csv"}
+
+
+def _project_copy(tmp_path: Path) -> Path:
+    shutil.copy(ROOT / "dvc.yaml", tmp_path / "dvc.yaml")
+    shutil.copytree(ROOT / "workflow/rules", tmp_path / "workflow/rules")
+    return tmp_path
+
+
+def test_check_catches_a_dependency_dropped_from_either_file(tmp_path, monkeypatch, capsys):
+    project = _project_copy(tmp_path)
+    assert sync(project, write=False) == []
+    dvc = project / "dvc.yaml"
+    text = dvc.read_text()
+    at = text.index("\n  adapt:")  # drop the adapt stage's entry only
+    dvc.write_text(text[:at] + text[at:].replace("      - stvm/train.py\n", "", 1))
+    smk = project / "workflow/rules/train.smk"
+    smk.write_text(smk.read_text().replace('            "stvm/runtime.py",\n', ""))
+    assert "stvm/train.py" not in dvc_code_deps(project)["adapt"][1]
+    assert sync(project, write=False) == [dvc, smk]
+    monkeypatch.chdir(project)
+    assert main(["deps", "--check"]) == 1
+    assert "dvc.yaml: code dependencies out of date" in capsys.readouterr().err
+    assert main(["deps", "--write"]) == 0
+    assert "stvm/train.py" in dvc_code_deps(project)["adapt"][1]
+    assert "stvm/runtime.py" in smk_code_deps(project)["train_source"][1]
+    assert main(["deps", "--check"]) == 0
