@@ -394,3 +394,13 @@ def test_seed_design_is_read_from_the_adapt_metrics():
     per_seed = Results(train={"STvM": {s: {"source_seed": s} for s in (0, 1)}})
     assert "per-seed-source design" in seed_design(per_seed)
     assert seed_design(Results()) == ""
+
+
+def test_adaptation_curves_are_seed_means_over_common_iterations():
+    from stvm.report.stage import _seed_mean
+
+    per_seed = {0: {"iteration": [10, 20, 30], "loss": [1.0, 2.0, 3.0]},
+                1: {"iteration": [10, 20], "loss": [3.0, 4.0]},
+                2: {"iteration": [10, 20], "other": [9.0, 9.0]}}
+    assert _seed_mean(per_seed, "loss") == ([10, 20], [2.0, 3.0])  # seed 2 has no 'loss'; 30 not in seed 1
+    assert _seed_mean(per_seed, "absent") is None

@@ -44,7 +44,7 @@ def run_colour(run: str) -> tuple[int, int, int]:
 
 
 def curve_figures(res: Results) -> list[render.Figure]:
-    """Training curves: the source model per seed (train.csv), every variant at the first seed (adapt.csv)."""
+    """Training curves: the source model per seed (train.csv), every variant's mean over seeds (adapt.csv)."""
     out = []
     src = res.curves.get("Source", {})
     for col, label in (("loss", "source training loss (CE)"), ("lr", "learning rate of F")):
@@ -53,19 +53,37 @@ def curve_figures(res: Results) -> list[render.Figure]:
         img = figures.line_chart(series, f"Source training: {label}", "iteration", col)
         out.append(render.Figure(f"train_{col}", f"Source training {col}", figures.png_bytes(img),
                                  f"results/models/Source/seed<k>/plots/train.csv, column '{col}'."))
-    seed = min(res.seeds)
-    adapted = [r for r in res.runs if r != "Source" and seed in res.curves.get(r, {})]
+    adapted = [r for r in res.runs if r != "Source" and res.curves.get(r)]
     for col, label in ADAPT_CURVES.items():
-        series = [figures.Series(r, res.curves[r][seed]["iteration"], res.curves[r][seed][col], run_colour(r))
-                  for r in adapted if col in res.curves[r][seed]]
+        series, flat = [], []
+        for r in adapted:
+            mean = _seed_mean(res.curves[r], col)
+            if mean is None:
+                continue
+            if len(set(mean[1])) <= 1:  # a quantity the variant does not have (0, or w = 1 throughout)
+                flat.append(r)
+                continue
+            series.append(figures.Series(r, mean[0], mean[1], run_colour(r)))
         if not series:
             continue
-        img = figures.line_chart(series, f"Adaptation (seed {seed}): {label}", "iteration", col)
+        img = figures.line_chart(series, f"Adaptation: {label} (mean over seeds)", "iteration", col)
         how = "value at the end of each logging interval" if col in ("lr", "buffer_fill", "teacher_drift") else \
             "mean over each logging interval"
+        left_out = f" Constant, so not drawn (the variant lacks it): {', '.join(flat)}." if flat else ""
         out.append(render.Figure(f"adapt_{col}", f"Adaptation {col}", figures.png_bytes(img),
-                                 f"results/models/<variant>/seed{seed}/plots/adapt.csv, column '{col}' ({how})."))
+                                 f"results/models/<variant>/seed<k>/plots/adapt.csv, column '{col}' ({how}), "
+                                 f"mean over the seeds that logged it.{left_out}"))
     return out
+
+
+def _seed_mean(per_seed: dict[int, dict[str, list[float]]], col: str) -> tuple[list[float], list[float]] | None:
+    """(iterations, mean over seeds) of one plots column, over the iterations every seed logged."""
+    runs = [c for c in per_seed.values() if c.get(col)]
+    if not runs:
+        return None
+    common = sorted(set.intersection(*(set(c["iteration"]) for c in runs)))
+    rows = [dict(zip(c["iteration"], c[col], strict=False)) for c in runs]
+    return common, [sum(r[i] for r in rows) / len(rows) for i in common]
 
 
 def panel_figure(cfg: ReportParams, res: Results, models_root: Path, prepared_root: Path,
