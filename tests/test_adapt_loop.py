@@ -261,3 +261,17 @@ def test_photometric_noise_before_or_after_the_pastes(source, order):
         assert torch.allclose(student_at_patches, clean_patches, atol=1e-5)
     else:
         assert not torch.allclose(student_at_patches, clean_patches, atol=1e-3)
+
+
+def test_two_runs_are_bit_identical(source, tmp_path):
+    cfg = adapt_params(iterations=4, tau_mocm=10.0)  # every patch accepted: pushes and pastes happen
+    for name in ("a", "b"):
+        _adapt(cfg, source, tmp_path / name)
+    a, meta_a = load_model_checkpoint(tmp_path / "a/model.pt")
+    b, meta_b = load_model_checkpoint(tmp_path / "b/model.pt")
+    assert same_weights(a, b)
+    assert all(torch.equal(v, meta_b["metric_head"][k]) for k, v in meta_a["metric_head"].items())
+    bufs = [load_checkpoint(tmp_path / f"{n}/ckpt/last.pt")["nets"]["buffers"] for n in ("a", "b")]
+    assert int(bufs[0]["count"].sum()) > 0
+    for k in ("image_store", "mask_store", "rel_store"):  # the last slot is the never-read scratch slot
+        assert torch.equal(bufs[0][k][:-1], bufs[1][k][:-1]), k
