@@ -19,7 +19,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any, Callable
 
-from gpu_check import MST, NUMERICS_MIN_AGREE, NUMERICS_REL_TOL, ROOT, Plan, child_env, finite, write_json
+from gpu_plan import MST, NUMERICS_MIN_AGREE, NUMERICS_REL_TOL, ROOT, Plan, child_env, finite, write_json
 
 
 def part_env(plan: Plan, work: Path, budget: float) -> dict[str, Any]:
