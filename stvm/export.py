@@ -14,7 +14,6 @@ default; the torch.export-based one needs ``onnxscript``) and is checked with on
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import os
 import sys
@@ -27,6 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from stvm.data.labels import CLASS_NAMES, PROTOCOL_CLASSES
+from stvm.digest import file_sha256
 from stvm.errors import StvmError
 from stvm.evaluate.inference import IMAGENET_MEAN, IMAGENET_STD
 from stvm.io import atomic_path, write_json
@@ -117,10 +117,6 @@ def _require_onnxruntime() -> None:
                         "pip install 'stvm[export]' (onnx, onnxruntime)") from None
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def sidecar(fmt: str, meta: dict[str, Any], model_path: Path, check: dict[str, Any], opset: int | None) -> dict:
     """What a deployment needs besides the file: preprocessing, input/output rules, classes, the check."""
     protocol = int(meta.get("protocol", 19))
@@ -135,7 +131,7 @@ def sidecar(fmt: str, meta: dict[str, Any], model_path: Path, check: dict[str, A
                    "trainid": list(PROTOCOL_CLASSES[protocol]),
                    "classes": [CLASS_NAMES[t] for t in PROTOCOL_CLASSES[protocol]]},
         "check": check,
-        "source": {"model": str(model_path), "sha256": _sha256(model_path), "arch": meta.get("arch"),
+        "source": {"model": str(model_path), "sha256": file_sha256(model_path), "arch": meta.get("arch"),
                    "protocol": protocol},
     }
 

@@ -17,7 +17,6 @@ refused (``overwrite`` replaces the old predictions) so no stale file is mixed i
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import time
 from collections.abc import Iterator, Sequence
@@ -30,6 +29,7 @@ from PIL import Image
 
 from stvm.data.labels import PROTOCOL_CLASSES, colorize
 from stvm.data.readers import IMAGE_SUFFIXES, read_image, tree_stems
+from stvm.digest import file_sha256
 from stvm.errors import StvmError
 from stvm.evaluate.inference import _write_png, normalize, predict_logits
 from stvm.evaluate.nets import Nets, confidence_map, load_nets, reliability_map
@@ -38,14 +38,6 @@ from stvm.progress import ProgressBar
 from stvm.runtime import autocast, resolve_device
 
 OUTPUT_DIRS = ("pred", "color", "overlay", "confidence", "reliability")
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _claim(out: Path, run: dict[str, Any], overwrite: bool) -> None:
@@ -133,7 +125,7 @@ def predict_folder(
         raise StvmError(model_path, f"model outputs {nets.model.num_classes} classes but its protocol "
                         f"{protocol} needs {len(to_trainid)}")
     kinds = (["confidence"] + (["reliability"] if nets.metric is not None else [])) if maps else []
-    run = {"model_sha256": _sha256(model_path), "scales": [float(s) for s in scales], "flip": bool(flip),
+    run = {"model_sha256": file_sha256(model_path), "scales": [float(s) for s in scales], "flip": bool(flip),
            "maps": kinds}
     _claim(out, run, overwrite)
     todo = [s for s in found if not all(p.exists() for p in _outputs(out, s, kinds))]

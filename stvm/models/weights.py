@@ -48,7 +48,6 @@ Two conventions of those repos are not in the keys and must be chosen by the cal
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import pickle
 import warnings
@@ -58,6 +57,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from stvm.digest import file_sha256
 from stvm.errors import StvmError
 from stvm.io import load_checkpoint, save_checkpoint
 from stvm.models.deeplab import ARCHS, SegModel, build_model
@@ -176,7 +176,7 @@ def init_backbone(model: SegModel, init: str) -> str:
         path,
         f"{model.arch} backbone (torchvision ResNet layout)",
     )
-    return f"local file {path} (sha256 {_sha256(path)[:12]})"
+    return f"local file {path} (sha256 {file_sha256(path)[:12]})"
 
 
 def _backbone_keys(state: dict[str, Any]) -> dict[str, Any]:
@@ -221,14 +221,6 @@ def _imagenet_state(arch: str) -> tuple[dict[str, Any], str, Path]:
         f"imagenet: torchvision {enum_name}.IMAGENET1K_V1 ({file_name})",
         hub_dir / file_name,
     )
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def import_external_deeplabv2(

@@ -8,13 +8,13 @@ stages wrote it into their metrics files.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 import subprocess
 from pathlib import Path
 from typing import Any
 
+from stvm.digest import file_sha256
 from stvm.report.tables import Results, Table
 
 FIELDS = ("git revision", "uncommitted changes", "params sha256", "report device", "python", "torch", "torchvision",
@@ -49,15 +49,6 @@ def git_changes(cwd: Path | None = None) -> str:
     return ", ".join(paths) if paths else "none"
 
 
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file's bytes (streamed)."""
-    h = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def library_versions() -> dict[str, str]:
     """Versions of the libraries that computed and drew the report."""
     import cv2
@@ -74,7 +65,7 @@ def provenance_table(res: Results, info: dict[str, Any], params_path: Path, devi
     """Key facts of the run as a two-column table (one row per ``FIELDS`` entry)."""
     repo = params_path.resolve().parent
     values = {"git revision": git_revision(repo), "uncommitted changes": git_changes(repo),
-              "params sha256": sha256_file(params_path),
+              "params sha256": file_sha256(params_path),
               "report device": device, **library_versions(), "protocol": info["protocol"],
               "evaluated architecture": info["arch"], "seeds": ", ".join(map(str, res.seeds))}
     return Table("provenance", "Provenance", ["field", "value"], [[k, str(values[k])] for k in FIELDS],
@@ -88,13 +79,13 @@ def datasets_table(res: Results) -> Table:
         counts = ", ".join(f"{s} {v.get('count')}" for s, v in m.get("splits", {}).items())
         size = "x".join(map(str, m.get("size", []))) or None
         rows.append([role, m.get("dataset"), m.get("root"), size, counts, m.get("sources_sha256"),
-                     sha256_file(res.files[f"manifest/{role}"])])
+                     file_sha256(res.files[f"manifest/{role}"])])
     if res.synth is not None:
         counts = ", ".join(f"{k} {v}" for k, v in res.synth.get("counts", {}).items())
         rows.append(["synth generator", f"{res.synth.get('generator')} v{res.synth.get('version')} "
                      f"seed {res.synth.get('seed')} shift {res.synth.get('shift')}", str(res.files["synth"].parent),
                      f"{res.synth.get('width')}x{res.synth.get('height')}", counts, None,
-                     sha256_file(res.files["synth"])])
+                     file_sha256(res.files["synth"])])
     cols = ["role", "dataset", "root", "size", "frames", "sources sha256", "manifest sha256"]
     return Table("datasets", "Datasets", cols, rows,
                  note="From data/prepared/<role>/manifest.json (sources sha256 = hash over every raw file read).")

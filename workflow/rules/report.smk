@@ -46,6 +46,7 @@ rule report:
             "stvm/data/__init__.py",
             "stvm/data/datasets.py",
             "stvm/data/labels.py",
+            "stvm/digest.py",
             "stvm/errors.py",
             "stvm/evaluate/__init__.py",
             "stvm/evaluate/inference.py",
