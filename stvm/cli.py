@@ -43,13 +43,18 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
+    import dataclasses
+
     from stvm.data.synth import save_preview, write_synth
 
     cfg = _params(args).synth
+    parts = dataclasses.asdict(cfg.parts)
+    if args.only_part is not None:  # one part alone (the benchmark's shift-decomposition table)
+        parts = {name: (value if name == args.only_part else 0.0) for name, value in parts.items()}
     summary = write_synth(
         args.out, n_source=cfg.n_source, n_target_train=cfg.n_target_train, n_target_val=cfg.n_target_val,
         width=cfg.width, height=cfg.height, seed=cfg.seed if args.seed is None else args.seed, shift=cfg.shift,
-        workers=cfg.workers,
+        workers=cfg.workers, parts=parts, object_size=cfg.object_size,
     )
     if args.preview:
         save_preview(args.out, args.preview)
@@ -231,6 +236,8 @@ def cmd_deps(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser (exposed for tests and docs)."""
+    from stvm.config import SHIFT_PART_NAMES
+
     ap = argparse.ArgumentParser(prog="stvm", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="command", required=True, metavar="STAGE")
 
@@ -244,6 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = stage("synth", "Write the built-in synthetic benchmark (GTA5-format source, Cityscapes-format target).", cmd_synth)
     sp.add_argument("--out", type=Path, required=True, help="output root (writes OUT/source and OUT/target)")
     sp.add_argument("--seed", type=int, help="override synth.seed")
+    sp.add_argument("--only-part", choices=list(SHIFT_PART_NAMES),
+                    help="keep only this part of the shift (at its synth.parts strength); the others off")
     sp.add_argument("--preview", type=Path, help="also write a PNG preview of both domains")
 
     sp = stage("prepare", "Read a raw dataset, remap labels to trainIds, resize, write a prepared dataset.", cmd_prepare)

@@ -52,6 +52,21 @@ class CommonParams:
 
 
 @dataclass(frozen=True)
+class ShiftParts:
+    """Strength of each named part of the synthetic shift (stvm/data/synth_style.PART_FIELDS)."""
+
+    appearance: float = _f(1.0, "Global look: palette, saturation, exposure, tint, light ramp, surface grain.", min=0.0)
+    class_appearance: float = _f(0.0, "Classes restyled per domain (grey cars, autumn trees, brick sidewalks).", min=0.0)
+    texture: float = _f(0.0, "Structured textures: bricks, tiles, road streaks, blotchy greenery.", min=0.0)
+    shape: float = _f(0.0, "Object size and shape: smaller people, bikes, signs; taller vehicles.", min=0.0)
+    layout: float = _f(1.0, "Camera, street geometry, building heights and class frequencies.", min=0.0)
+    sensor: float = _f(1.0, "Sensor: blur, noise, vignetting.", min=0.0)
+
+
+SHIFT_PART_NAMES: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(ShiftParts))
+
+
+@dataclass(frozen=True)
 class SynthParams:
     seed: int = _f(0, "Seed of the synthetic benchmark itself (fixed across experiment seeds).", min=0, max=SEED_MAX)
     n_source: int = _f(200, "Synthetic source (GTA5-format) frames.", min=1)
@@ -60,6 +75,10 @@ class SynthParams:
     width: int = _f(256, "Frame width in pixels.", min=16, max=MAX_SIDE)
     height: int = _f(128, "Frame height in pixels.", min=16, max=MAX_SIDE)
     shift: float = _f(1.0, "Domain-shift strength (0 = same appearance in both domains).", min=0.0)
+    parts: ShiftParts = field(default_factory=ShiftParts, metadata={
+        "help": "Strength of each part of the shift, times `shift` (defaults: the generator before parts)."})
+    object_size: float = _f(1.0, "Size of people, bikes, vehicles, signs, lights and pole widths in both domains.",
+                            min=0.1, max=10.0)
     workers: int = _f(2, "Parallel writer processes.", min=1)
 
 
@@ -332,6 +351,11 @@ def params_table() -> str:
             continue
         for sf in dataclasses.fields(tp):
             default = sf.default if sf.default is not dataclasses.MISSING else sf.default_factory()
+            if dataclasses.is_dataclass(default):  # a nested section (synth.parts): one row per key
+                for nf in dataclasses.fields(default):
+                    rows.append(f"| `{f.name}.{sf.name}.{nf.name}` | `{getattr(default, nf.name)}` | "
+                                f"{nf.metadata.get('help', '')} |")
+                continue
             rows.append(f"| `{f.name}.{sf.name}` | `{default}` | {sf.metadata.get('help', '')} |")
     return "\n".join(rows)
 

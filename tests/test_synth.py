@@ -10,15 +10,14 @@ import pytest
 from PIL import Image
 
 from stvm.data import synth
-from stvm.data.synth import (
+from stvm.data.labels import TRAIN_CLASS_IDS
+from stvm.data.synth import generate_frame, save_preview, write_synth
+from stvm.data.synth_style import (
     GAME_PALETTE,
     TARGET_STYLE,
     DomainStyle,
     domain_styles,
-    generate_frame,
     interpolate_style,
-    save_preview,
-    write_synth,
 )
 from stvm.errors import StvmError
 
@@ -106,7 +105,7 @@ def test_many_classes_present() -> None:
     for i in range(10):
         for domain, style in (("source", DomainStyle()), ("target", TARGET_STYLE)):
             seen |= set(np.unique(generate_frame(0, domain, "train", i, 128, 64, style)[1]))
-    present = seen & set(synth.TRAIN_CLASS_IDS)
+    present = seen & set(TRAIN_CLASS_IDS)
     assert len(present) >= 12, sorted(present)
     assert {7, 8, 11, 17, 21, 23, 24, 26} <= present  # the street essentials
 

@@ -15,72 +15,37 @@ from stvm.errors import StvmError
 
 IGNORE = 255
 
-CLASS_NAMES: tuple[str, ...] = (
-    "road",
-    "sidewalk",
-    "building",
-    "wall",
-    "fence",
-    "pole",
-    "traffic light",
-    "traffic sign",
-    "vegetation",
-    "terrain",
-    "sky",
-    "person",
-    "rider",
-    "car",
-    "truck",
-    "bus",
-    "train",
-    "motorcycle",
-    "bicycle",
-)
+# Cityscapes label table (cityscapesScripts helpers/labels.py): id -> (name, colour). The one
+# label table: the 19 class names, their colours and the id -> trainId map derive from it.
+CITYSCAPES_LABELS: dict[int, tuple[str, tuple[int, int, int]]] = {
+    0: ("unlabeled", (0, 0, 0)), 1: ("ego vehicle", (0, 0, 0)),
+    2: ("rectification border", (0, 0, 0)), 3: ("out of roi", (0, 0, 0)),
+    4: ("static", (0, 0, 0)), 5: ("dynamic", (111, 74, 0)), 6: ("ground", (81, 0, 81)),
+    7: ("road", (128, 64, 128)), 8: ("sidewalk", (244, 35, 232)), 9: ("parking", (250, 170, 160)),
+    10: ("rail track", (230, 150, 140)), 11: ("building", (70, 70, 70)),
+    12: ("wall", (102, 102, 156)), 13: ("fence", (190, 153, 153)),
+    14: ("guard rail", (180, 165, 180)), 15: ("bridge", (150, 100, 100)),
+    16: ("tunnel", (150, 120, 90)), 17: ("pole", (153, 153, 153)),
+    18: ("polegroup", (153, 153, 153)), 19: ("traffic light", (250, 170, 30)),
+    20: ("traffic sign", (220, 220, 0)), 21: ("vegetation", (107, 142, 35)),
+    22: ("terrain", (152, 251, 152)), 23: ("sky", (70, 130, 180)),
+    24: ("person", (220, 20, 60)), 25: ("rider", (255, 0, 0)), 26: ("car", (0, 0, 142)),
+    27: ("truck", (0, 0, 70)), 28: ("bus", (0, 60, 100)), 29: ("caravan", (0, 0, 90)),
+    30: ("trailer", (0, 0, 110)), 31: ("train", (0, 80, 100)), 32: ("motorcycle", (0, 0, 230)),
+    33: ("bicycle", (119, 11, 32)),
+}
+#: The 19 evaluation classes as Cityscapes ids, in trainId order.
+TRAIN_CLASS_IDS: tuple[int, ...] = (7, 8, 11, 12, 13, 17, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28,
+                                    31, 32, 33)
+#: 768-entry PIL palette: index = Cityscapes id, colour = official colour (GTA5 label palette).
+CITYSCAPES_PALETTE: list[int] = [
+    c for i in range(256) for c in CITYSCAPES_LABELS.get(i, ("", (0, 0, 0)))[1]]
 
-PALETTE: tuple[tuple[int, int, int], ...] = (
-    (128, 64, 128),
-    (244, 35, 232),
-    (70, 70, 70),
-    (102, 102, 156),
-    (190, 153, 153),
-    (153, 153, 153),
-    (250, 170, 30),
-    (220, 220, 0),
-    (107, 142, 35),
-    (152, 251, 152),
-    (70, 130, 180),
-    (220, 20, 60),
-    (255, 0, 0),
-    (0, 0, 142),
-    (0, 0, 70),
-    (0, 60, 100),
-    (0, 80, 100),
-    (0, 0, 230),
-    (119, 11, 32),
-)
+CLASS_NAMES: tuple[str, ...] = tuple(CITYSCAPES_LABELS[i][0] for i in TRAIN_CLASS_IDS)
+PALETTE: tuple[tuple[int, int, int], ...] = tuple(CITYSCAPES_LABELS[i][1] for i in TRAIN_CLASS_IDS)
 
 # Cityscapes label id -> trainId for the 19 evaluated classes (ignoreInEval=False); all else ignore.
-_CITYSCAPES_IDS = {
-    7: 0,
-    8: 1,
-    11: 2,
-    12: 3,
-    13: 4,
-    17: 5,
-    19: 6,
-    20: 7,
-    21: 8,
-    22: 9,
-    23: 10,
-    24: 11,
-    25: 12,
-    26: 13,
-    27: 14,
-    28: 15,
-    31: 16,
-    32: 17,
-    33: 18,
-}
+_CITYSCAPES_IDS = {cid: train_id for train_id, cid in enumerate(TRAIN_CLASS_IDS)}
 
 # SYNTHIA-RAND-CITYSCAPES class id (R channel of GT/LABELS) -> trainId, as in DAFormer's converter.
 # void 0, parking-slot 13, road-work 14 and lanemarking 22 -> ignore. terrain 16, truck 18 and
