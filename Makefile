@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.stvm-installed
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: demo test venv lock lock-cuda clean-demo ablation calibrate paper paper-params gpu-check
+.PHONY: demo test venv lock lock-cuda clean-demo ablation benchmark calibrate paper paper-params gpu-check
 
 venv: $(STAMP)
 
@@ -46,6 +46,12 @@ calibrate: $(STAMP)
 	$(PY) -m stvm evaluate $(CALP) --model $(CAL)/models/Source/seed0/model.pt --images $(CAL)/prepared/target/val/images \
 	    --labels $(CAL)/prepared/target/val/labels --out $(CAL)/eval/on_target_val/seed0
 	$(PY) -m stvm summary --eval $(CAL)/eval
+
+# `make benchmark`: the benchmark tier (configs/benchmark.yaml; README "Benchmark"): the source model
+# table, the shift-decomposition table and the Oracle (phase properties), then Table IV on it;
+# resumable (rerun to continue), prints where the time goes. Outside DVC, like `make calibrate`.
+benchmark: $(STAMP)
+	$(PY) -m stvm benchmark --params configs/benchmark.yaml --out results/benchmark
 
 # `make ablation`: every Table IV variant, 3 seeds, on the calibrated benchmark, as the DVC
 # experiment `synth_ablation` (installs the file as params.yaml like `make paper`; the report is

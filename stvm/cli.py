@@ -178,6 +178,25 @@ def cmd_summary(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_benchmark(args: argparse.Namespace) -> int:
+    from stvm.benchmark import plan, run, timing_table, write_tables
+
+    p = _params(args)
+    phases = ["properties", "table"] if args.phase == "all" else [args.phase]
+    spent: dict[str, float] = {}
+    for phase in phases:
+        for group, seconds in run(plan(p, args.out, phase), args.params, args.quiet).items():
+            spent[group] = spent.get(group, 0.0) + seconds
+        ok = write_tables(args.out, p.source_seed, phase)
+        if phase == "properties" and not ok:
+            print(timing_table(spent, args.out))
+            print(f"stvm benchmark: {args.out}: the benchmark's properties do not hold (FAIL above); "
+                  "no adaptation variant was run", file=sys.stderr)
+            return 1
+    print("\n## where the time goes\n\n" + timing_table(spent, args.out))
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from stvm.report.stage import report_stage
 
@@ -247,6 +266,12 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--quiet", action="store_true", help="no progress output")
         sp.set_defaults(fn=fn)
         return sp
+
+    sp = stage("benchmark", "The synthetic benchmark tier: source model, shift parts, Oracle, then Table IV "
+               "(resumable; README 'Benchmark').", cmd_benchmark)
+    sp.add_argument("--out", type=Path, default=Path("results/benchmark"), help="output folder (default: results/benchmark)")
+    sp.add_argument("--phase", choices=["all", "properties", "table"], default="all",
+                    help="properties: what the benchmark is (frozen before variants run); table: Table IV on it")
 
     sp = stage("synth", "Write the built-in synthetic benchmark (GTA5-format source, Cityscapes-format target).", cmd_synth)
     sp.add_argument("--out", type=Path, required=True, help="output root (writes OUT/source and OUT/target)")
