@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stvm.config import SHIFT_PART_NAMES, Params
+from stvm.data.labels import CLASS_NAMES
+from stvm.evaluate.metrics import metric_key
 from stvm.errors import StvmError
 from stvm.io import atomic_path, read_json, write_json
 from stvm.report.tables import ablation_rows, collect
@@ -58,12 +60,13 @@ def _data_steps(out: Path, part: str | None) -> list[Step]:
     return steps
 
 
-def _adapt(group: str, variant: str, seed: int, source: Path, prepared: Path, models: Path, evals: Path) -> list[Step]:
+def _adapt(group: str, variant: str, seed: int, source: Path, prepared: Path, models: Path, evals: Path,
+           where: str = "") -> list[Step]:
     model = models / variant / f"seed{seed}"
-    return [Step(group, f"adapt {variant} seed {seed}",
+    return [Step(group, f"adapt {variant} seed {seed}{where}",
                  ("adapt", "--variant", variant, "--seed", str(seed), "--source-model", str(source),
                   "--target-images", str(prepared / "target/train/images"), "--out", str(model)), model / "model.pt"),
-            _evaluate(group, f"evaluate {variant} seed {seed}", model / "model.pt", prepared / "target", "val",
+            _evaluate(group, f"evaluate {variant} seed {seed}{where}", model / "model.pt", prepared / "target", "val",
                       evals / variant / f"seed{seed}")]
 
 
@@ -84,7 +87,8 @@ def plan(p: Params, out: Path, phase: str) -> list[Step]:
         root = out / "parts" / part
         steps.append(_evaluate("parts", f"evaluate source on {part}", source, root / "prepared/target", "val",
                                root / "eval/Source" / f"seed{s}"))
-        steps += _adapt("parts", "AdaBN", s, source, root / "prepared", root / "models", root / "eval")
+        steps += _adapt("parts", "AdaBN", s, source, root / "prepared", root / "models", root / "eval", f" ({part})")
+    steps += _adapt("parts", "AdaBN", s, source, prep, out / "models", out / "eval", " (all parts)")
     oracle = out / "models/Oracle" / f"seed{s}"
     steps.append(Step("oracle", "train oracle on target labels",
                       ("train_source", "--seed", str(s), "--images", str(prep / "target/train/images"),
@@ -120,23 +124,27 @@ def _scores(folder: Path) -> dict[str, float]:
 
 
 def _present(folder: Path) -> list[bool]:
-    """Per class of the protocol: does the ground truth of this evaluation contain it?"""
+    """Per class (trainId order, the rows of the 19-class confusion matrix = ground truth): present?"""
     matrix = read_json(folder / "confusion.json")["matrix"]
     return [sum(row) > 0 for row in matrix]
+
+
+def _cell(value: float | None) -> str:
+    return "–" if value is None or value != value else f"{value:.1f}"
 
 
 def source_table(out: Path, seed: int) -> tuple[str, bool]:
     """Markdown: the source model per class on source val and target val; and whether it passes."""
     sv, tv = out / "source_val/Source" / f"seed{seed}", out / "eval/Source" / f"seed{seed}"
-    s_sc, t_sc, present = _scores(sv), _scores(tv), _present(sv)
-    names = [k.removeprefix("iou/") for k in s_sc if k.startswith("iou/")]
+    s_sc, t_sc = _scores(sv), _scores(tv)
     lines = ["| class | source val IoU | target val IoU |", "|---|---|---|"]
     low = []
-    for name in names:
-        s, t = s_sc[f"iou/{name}"], t_sc.get(f"iou/{name}")
-        lines.append(f"| {name} | {s:.1f} | {'–' if t is None else f'{t:.1f}'} |")
-    for name, here in zip(names, present):
-        if here and s_sc[f"iou/{name}"] < CLASS_IOU_MIN:
+    for name, here in zip(CLASS_NAMES, _present(sv)):
+        s, t = s_sc.get(metric_key(name)), t_sc.get(metric_key(name))
+        if s is None and t is None:
+            continue
+        lines.append(f"| {name} | {_cell(s)} | {_cell(t)} |")
+        if here and (s or 0.0) < CLASS_IOU_MIN:
             low.append(name)
     lines.append(f"| **mIoU** | **{s_sc['miou']:.1f}** | **{t_sc['miou']:.1f}** |")
     ok = s_sc["miou"] >= SOURCE_MIOU_MIN and not low
@@ -156,7 +164,8 @@ def parts_table(out: Path, seed: int) -> tuple[str, bool]:
         ada = _scores(root / "eval/AdaBN" / f"seed{seed}")["miou"]
         loss = source_val - src
         share = (ada - src) / loss if loss > 1e-9 else float("nan")
-        lines.append(f"| {label} | {src:.1f} | {loss:.1f} | {ada:.1f} | {share * 100:.0f} % |")
+        shown = "–" if share != share else f"{share * 100:.0f} %"
+        lines.append(f"| {label} | {src:.1f} | {loss:.1f} | {ada:.1f} | {shown} |")
         if root == out:
             ok = loss >= LOSS_MIN and share <= ADABN_SHARE_MAX
             verdict = (f"All parts: loss {loss:.1f} (needs ≥ {LOSS_MIN:.0f}), AdaBN recovers {share * 100:.0f} % "
@@ -172,7 +181,7 @@ def table4(out: Path) -> str:
     gap = orc["mean"] - src["mean"] if src and orc else None
     lines = ["| run | mIoU mean ± std | min | seeds | gap closed |", "|---|---|---|---|---|"]
     for r in rows:
-        closed = "" if not gap else f"{(r['mean'] - src['mean']) / gap * 100:.0f} %"
+        closed = "" if not gap else f"{(r['mean'] - src['mean']) / gap * 100 + 0.0:.0f} %"
         spread = f"{r['std']:.1f}" if r["seeds"] > 1 else "n/a"
         lines.append(f"| {r['name']} | {r['mean']:.1f} ± {spread} | {r['min']:.1f} | {r['seeds']} | {closed} |")
     return "\n".join(lines) + "\n"

@@ -276,8 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp = stage("synth", "Write the built-in synthetic benchmark (GTA5-format source, Cityscapes-format target).", cmd_synth)
     sp.add_argument("--out", type=Path, required=True, help="output root (writes OUT/source and OUT/target)")
     sp.add_argument("--seed", type=int, help="override synth.seed")
-    sp.add_argument("--only-part", choices=list(SHIFT_PART_NAMES),
-                    help="keep only this part of the shift (at its synth.parts strength); the others off")
+    sp.add_argument("--only-part", choices=[*SHIFT_PART_NAMES, "none"],
+                    help="keep only this part of the shift (at its synth.parts strength), the others off; "
+                         "none = every part off (both domains drawn alike)")
     sp.add_argument("--preview", type=Path, help="also write a PNG preview of both domains")
 
     sp = stage("prepare", "Read a raw dataset, remap labels to trainIds, resize, write a prepared dataset.", cmd_prepare)

@@ -30,8 +30,8 @@ OBJECT_IDS = {17, 19, 20, 24, 25, 26, 27, 28, 32, 33}
 _MAT_ID = {name: cid for name, cid, *_ in MATERIALS}
 
 
-def _frames(parts: dict[str, float], object_size: float = 1.0) -> list[tuple[np.ndarray, np.ndarray]]:
-    _src, tgt = domain_styles(1.0, parts=parts, object_size=object_size)
+def _frames(parts: dict[str, float]) -> list[tuple[np.ndarray, np.ndarray]]:
+    _src, tgt = domain_styles(1.0, parts=parts)
     return [generate_frame(7, "target", "train", i, W, H, tgt) for i in FRAMES]
 
 
@@ -107,15 +107,16 @@ def test_layout_moves_the_scene(no_shift) -> None:
     assert any(not np.array_equal(lab, ref) for (_, lab), (_, ref) in zip(_frames(_alone("layout")), no_shift))
 
 
-def test_object_size_grows_thin_classes_in_both_domains() -> None:
-    def pixels(size: float, domain: str) -> int:
-        src, tgt = domain_styles(1.0, parts=OFF, object_size=size)
+def test_object_size_grows_small_things_in_both_domains_and_leaves_vehicles() -> None:
+    def pixels(size: float, domain: str, ids: list[int]) -> int:
+        src, tgt = domain_styles(1.0, parts=_alone("shape"))
         style = src if domain == "source" else tgt
-        labs = [generate_frame(7, domain, "train", i, W, H, style)[1] for i in FRAMES]
-        return int(sum(np.isin(lab, [19, 20, 24, 25, 33]).sum() for lab in labs))
+        labs = [generate_frame(7, domain, "train", i, W, H, style, size)[1] for i in FRAMES]
+        return int(sum(np.isin(lab, ids).sum() for lab in labs))
 
     for domain in ("source", "target"):
-        assert pixels(1.6, domain) > 1.5 * pixels(1.0, domain)
+        assert pixels(1.6, domain, [19, 20, 24, 25, 33]) > 1.5 * pixels(1.0, domain, [19, 20, 24, 25, 33])
+        assert pixels(1.6, domain, [26, 27, 28]) <= pixels(1.0, domain, [26, 27, 28])  # only occluded more
 
 
 def test_only_part_flag_writes_one_part(tmp_path: Path) -> None:

@@ -40,7 +40,7 @@ _SPLIT_CODE = {"train": 0, "val": 1}
 
 
 def generate_frame(seed: int, domain: str, split: str, index: int, width: int, height: int,
-                   style: DomainStyle) -> tuple[np.ndarray, np.ndarray]:
+                   style: DomainStyle, object_size: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """One (RGB uint8 image, Cityscapes-id uint8 label) pair seeded by (seed, domain, split, index).
 
     Layout and rendering use separate child streams, so appearance knobs never move the layout.
@@ -49,7 +49,7 @@ def generate_frame(seed: int, domain: str, split: str, index: int, width: int, h
     layout_rng, render_rng = rng.spawn(2)
     pattern_rng = rng.spawn(1)[0]  # a third stream: the texture part moves nothing else
     cv = Canvas(width, height, layout_rng)
-    draw_scene(cv, style, layout_rng)
+    draw_scene(cv, style, layout_rng, object_size)
     return render(cv, style, render_rng, pattern_rng), MAT_CLASS[cv.mat]
 
 
@@ -85,10 +85,10 @@ def _jobs(n_source: int, n_train: int, n_val: int) -> list[_Job]:
     return jobs
 
 
-def _write_job(args: tuple[str, _Job, int, int, int, DomainStyle]) -> np.ndarray:
+def _write_job(args: tuple[str, _Job, int, int, int, DomainStyle, float]) -> np.ndarray:
     """Generate and write one frame; return its 256-bin label histogram."""
-    root, job, seed, width, height, style = args
-    img, lab = generate_frame(seed, job.domain, job.split, job.index, width, height, style)
+    root, job, seed, width, height, style, object_size = args
+    img, lab = generate_frame(seed, job.domain, job.split, job.index, width, height, style, object_size)
     img_path, lab_path = Path(root) / job.image, Path(root) / job.label
     img_path.parent.mkdir(parents=True, exist_ok=True)
     lab_path.parent.mkdir(parents=True, exist_ok=True)
@@ -140,14 +140,14 @@ def write_synth(out: Path, *, n_source: int, n_target_train: int, n_target_val: 
     if not math.isfinite(object_size) or object_size <= 0:
         raise StvmError(None, f"object_size must be a finite number > 0, got {object_size!r}")
     try:
-        src, tgt = domain_styles(shift, source_style, target_style, parts, object_size)
+        src, tgt = domain_styles(shift, source_style, target_style, parts)
     except ValueError as e:
         raise StvmError(None, str(e)) from None
     jobs = _jobs(n_source, n_target_train, n_target_val)
     hist = {k: np.zeros(256, np.int64) for k in ("source", "target_train", "target_val")}
     with atomic_dir(out, overwrite=out.exists()) as tmp:
         os.chmod(tmp, 0o755)  # mkdtemp makes it 0700; the dataset is meant to be shared
-        args = [(str(tmp), j, seed, width, height, src if j.domain == "source" else tgt)
+        args = [(str(tmp), j, seed, width, height, src if j.domain == "source" else tgt, object_size)
                 for j in jobs]
         if workers > 1 and len(jobs) > 1:
             with ProcessPoolExecutor(max_workers=workers) as pool:

@@ -153,7 +153,7 @@ def _draw_runs(cv: Canvas, cam: Camera, st: _Street, style: DomainStyle,
 
 
 def _street_objects(cam: Camera, st: _Street, style: DomainStyle,
-                    rng: np.random.Generator) -> list[tuple[float, Callable[[Canvas], None]]]:
+                    rng: np.random.Generator, small: float) -> list[tuple[float, Callable[[Canvas], None]]]:
     """(depth, draw function) for every object standing on the street."""
     objs: list[tuple[float, Callable[[Canvas], None]]] = []
     z_max = max(min(st.z_end - 5.0, 90.0), 10.0)
@@ -177,13 +177,13 @@ def _street_objects(cam: Camera, st: _Street, style: DomainStyle,
     for _ in range(rng.poisson(max(style.riders, 0.0))):
         z = rng.uniform(7.0, min(z_max, 45.0))
         x = (xr - 1.0) if rng.random() < 0.6 else (xl + 1.0)
-        add(z, draw_bike, x, z, rng, True, style.object_scale)
-    _walk_objects(cam, st, style, rng, z_max, add)
+        add(z, draw_bike, x, z, rng, True, small)
+    _walk_objects(cam, st, style, rng, z_max, add, small)
     return objs
 
 
 def _walk_objects(cam: Camera, st: _Street, style: DomainStyle, rng: np.random.Generator,
-                  z_max: float, add: Callable[..., None]) -> None:
+                  z_max: float, add: Callable[..., None], small: float) -> None:
     """Pedestrians, parked bikes, bins, poles and trees on the sidewalks."""
     def spot(lo: float, hi: float, z_lo: float = 3.0) -> tuple[float, float, int]:
         side = -1 if rng.random() < 0.5 else 1
@@ -191,16 +191,16 @@ def _walk_objects(cam: Camera, st: _Street, style: DomainStyle, rng: np.random.G
 
     for _ in range(rng.poisson(max(style.persons, 0.0))):
         x, z, _s = spot(0.2, 0.9, 4.0)
-        add(z, draw_person, x, z, rng, style.object_scale)
+        add(z, draw_person, x, z, rng, small)
     for _ in range(rng.poisson(max(style.parked_bikes, 0.0))):
         x, z, _s = spot(0.2, 0.6, 5.0)
-        add(z, draw_bike, x, z, rng, False, style.object_scale)
+        add(z, draw_bike, x, z, rng, False, small)
     for _ in range(rng.poisson(max(style.statics, 0.0))):
         x, z, _s = spot(0.3, 0.9, 4.0)
         add(z, draw_bin, x, z, rng)
     for _ in range(rng.poisson(max(style.poles, 0.0))):
         x, z, side = spot(0.1, 0.15, 4.0)
-        add(z, draw_pole, x, z, side, rng, style.object_scale)
+        add(z, draw_pole, x, z, side, rng, small)
     for _ in range(rng.poisson(max(style.trees, 0.0))):
         side = -1 if rng.random() < 0.5 else 1
         i = 0 if side < 0 else 1
@@ -220,8 +220,12 @@ def _draw_ego(cv: Canvas, style: DomainStyle) -> None:
         cv.ellipse(w / 2, h + 2.0 * top, 0.75 * w, 3.0 * top, "ego")
 
 
-def draw_scene(cv: Canvas, style: DomainStyle, rng: np.random.Generator) -> None:
-    """Sample a street and paint it far to near into the canvas."""
+def draw_scene(cv: Canvas, style: DomainStyle, rng: np.random.Generator, object_size: float = 1.0) -> None:
+    """Sample a street and paint it far to near into the canvas.
+
+    ``object_size`` scales the small things (people, bikes, poles' widths, signs, lights) on top of
+    the style's object scale: a frame property of both domains, not a shift.
+    """
     h, w = cv.mat.shape
     cy = h * (style.horizon + rng.normal(0.0, style.horizon_jitter))
     cam = Camera(f=w * style.focal, cx=w * (0.5 + rng.normal(0.0, 0.04)),
@@ -230,7 +234,7 @@ def draw_scene(cv: Canvas, style: DomainStyle, rng: np.random.Generator) -> None
     _draw_ground(cv, cam, st, style, rng)
     _draw_far_row(cv, cam, st, style, rng)
     _draw_side_buildings(cv, cam, st, style, rng)
-    objs = _street_objects(cam, st, style, rng)
+    objs = _street_objects(cam, st, style, rng, style.object_scale * object_size)
     for _z, fn in sorted((o for o in objs if o[0] >= 1000.0), key=lambda o: -o[0]):
         fn(cv)  # trees in the terrain strips stand behind fences
     _draw_runs(cv, cam, st, style, rng)

@@ -182,20 +182,16 @@ LEGACY_PARTS: dict[str, float] = {"appearance": 1.0, "class_appearance": 0.0, "t
 
 def domain_styles(shift: float, source: DomainStyle | None = None,
                   target: DomainStyle | None = None, parts: Mapping[str, float] | None = None,
-                  object_size: float = 1.0) -> tuple[DomainStyle, DomainStyle]:
+                  ) -> tuple[DomainStyle, DomainStyle]:
     """(source style, target style): each part's fields moved ``shift * parts[part]`` of the way.
 
-    ``object_size`` scales objects in *both* domains (a frame property that makes thin classes
-    learnable at small frame sizes, not a shift). ``parts=None`` is :data:`LEGACY_PARTS`.
+    ``parts=None`` is :data:`LEGACY_PARTS` (the generator before the parts existed).
     """
     parts = dict(LEGACY_PARTS if parts is None else parts)
     if set(parts) != set(PART_FIELDS):
         raise ValueError(f"parts must name exactly {sorted(PART_FIELDS)}, got {sorted(parts)}")
     source = source or DomainStyle()
     target = target or TARGET_STYLE
-    if object_size != 1.0:
-        source = dataclasses.replace(source, object_scale=source.object_scale * object_size)
-        target = dataclasses.replace(target, object_scale=target.object_scale * object_size)
     values: dict[str, Any] = {}
     for part, names in PART_FIELDS.items():
         moved = interpolate_style(source, target, shift * parts[part])

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from stvm.digest import file_sha256
-from stvm.report.tables import Results, Table
+from stvm.report.tables import TRAINED, Results, Table
 
 FIELDS = ("git revision", "uncommitted changes", "params sha256", "report device", "python", "torch", "torchvision",
           "numpy", "opencv", "protocol", "evaluated architecture", "seeds")
@@ -97,7 +97,7 @@ def wall_table(res: Results) -> Table:
     for run in res.runs:
         for seed in sorted(res.evals[run]):
             t = res.train[run][seed]
-            rows.append(["train_source" if run == "Source" else "adapt", run, seed, t.get("wall_seconds"),
+            rows.append(["train_source" if run in TRAINED else "adapt", run, seed, t.get("wall_seconds"),
                          t.get("device"), t.get("threads"), t.get("iterations")])
             ev = res.evals[run][seed].get("evaluation", {})
             rows.append(["evaluate", run, seed, ev.get("wall_seconds"), ev.get("device"), ev.get("threads"), None])

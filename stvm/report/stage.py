@@ -13,7 +13,7 @@ from typing import Any
 from stvm.config import ReportParams
 from stvm.io import atomic_dir
 from stvm.report import figures, paper, provenance, render
-from stvm.report.tables import PAPER, Results, collect_results, run_info, tables_for
+from stvm.report.tables import PAPER, TRAINED, Results, collect_results, run_info, tables_for
 
 TITLE = "STvM: source-free adaptation report"
 # Columns of plots/adapt.csv drawn as curves, with axis labels (train.csv has loss and lr).
@@ -32,7 +32,7 @@ ADAPT_CURVES = {
 
 def panel_run(res: Results) -> str | None:
     """The adapted run shown in the panel: STvM when it was run, else the last variant, else none."""
-    adapted = [r for r in res.runs if r != "Source"]
+    adapted = [r for r in res.runs if r not in TRAINED]
     return "STvM" if "STvM" in adapted else (adapted[-1] if adapted else None)
 
 
@@ -53,7 +53,7 @@ def curve_figures(res: Results) -> list[render.Figure]:
         img = figures.line_chart(series, f"Source training: {label}", "iteration", col)
         out.append(render.Figure(f"train_{col}", f"Source training {col}", figures.png_bytes(img),
                                  f"results/models/Source/seed<k>/plots/train.csv, column '{col}'."))
-    adapted = [r for r in res.runs if r != "Source" and res.curves.get(r)]
+    adapted = [r for r in res.runs if r not in TRAINED and res.curves.get(r)]
     for col, label in ADAPT_CURVES.items():
         series, flat = [], []
         for r in adapted:

@@ -19,7 +19,10 @@ from stvm.errors import StvmError
 from stvm.io import atomic_dir, read_json, write_json
 from stvm.report import paper
 
-ORDER = ("Source", "AdaBN", "ST", "ST_Aug", "ST_MT", "STvM_Raw", "STvM")
+ORDER = ("Source", "AdaBN", "ST", "ST_Aug", "ST_MT", "STvM_Raw", "STvM", "Oracle")
+#: Runs trained with labels by `stvm train_source` (the rest are adapted): the source model, and the
+#: benchmark's Oracle trained on *target* labels (`stvm benchmark`, a ceiling, never an input).
+TRAINED = ("Source", "Oracle")
 PAPER, OURS = "paper (real data)", "this run"
 
 Cell = str | float | int | None
@@ -174,7 +177,7 @@ def _read_eval(res: Results, metrics_path: Path) -> None:
 def _read_model_run(res: Results, models_root: Path, run: str, seed: int) -> None:
     """The training side of one evaluated run: {train,adapt}_metrics.json and its plots CSV."""
     folder = models_root / run / f"seed{seed}"
-    kind = "train" if run == "Source" else "adapt"
+    kind = "train" if run in TRAINED else "adapt"
     path = folder / f"{kind}_metrics.json"
     metrics = read_json(path)
     if not isinstance(metrics, dict) or "wall_seconds" not in metrics:
@@ -340,7 +343,7 @@ def variance_table(res: Results, key: str = "miou") -> Table:
 
 def seed_design(res: Results) -> str:
     """Which seed design the adapted runs follow, from the source seed each adapt_metrics.json records."""
-    pairs = {(s, m.get("source_seed")) for run, per in res.train.items() if run != "Source"
+    pairs = {(s, m.get("source_seed")) for run, per in res.train.items() if run not in TRAINED
              for s, m in per.items()}
     if not pairs:
         return ""
