@@ -102,6 +102,20 @@ def plan(p: Params, out: Path, phase: str) -> list[Step]:
     return {"properties": steps, "table": table, "all": steps + table}[phase]
 
 
+def check_params(params: Path, out: Path) -> None:
+    """Refuse to resume ``out`` with other params than it was made with (skipped steps would be stale)."""
+    text = params.read_text()
+    stamp = out / "params.yaml"
+    if stamp.is_file():
+        if stamp.read_text() != text:
+            raise StvmError(stamp, f"{out} was made with other params than {params}; "
+                                   "delete it or choose another --out")
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(stamp) as tmp:
+        tmp.write_text(text)
+
+
 def run(steps: list[Step], params: Path, quiet: bool = False) -> dict[str, float]:
     """Run the steps not yet done, one at a time; return seconds spent per group (skipped steps: 0)."""
     spent: dict[str, float] = {}

@@ -179,9 +179,10 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 
 def cmd_benchmark(args: argparse.Namespace) -> int:
-    from stvm.benchmark import plan, run, timing_table, write_tables
+    from stvm.benchmark import check_params, plan, run, timing_table, write_tables
 
     p = _params(args)
+    check_params(args.params, args.out)
     phases = ["properties", "table"] if args.phase == "all" else [args.phase]
     spent: dict[str, float] = {}
     for phase in phases:

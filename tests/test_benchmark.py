@@ -115,3 +115,13 @@ def test_table4_reads_the_gap_each_run_closes(tmp_path: Path) -> None:
     text = benchmark.table4(tmp_path)
     assert "| STvM | 32.0 ± 2.0 | 30.0 | 3 | 30 % |" in text
     assert "| Oracle | 60.0 ± n/a | 60.0 | 1 | 100 % |" in text
+
+
+def test_resume_refuses_other_params(tmp_path: Path) -> None:
+    params, out = tmp_path / "a.yaml", tmp_path / "out"
+    params.write_text("seeds: [0]\n")
+    benchmark.check_params(params, out)
+    benchmark.check_params(params, out)  # same params: resumes
+    params.write_text("seeds: [1]\n")
+    with pytest.raises(StvmError, match="made with other params"):
+        benchmark.check_params(params, out)
