@@ -177,7 +177,7 @@ def parts_table(out: Path, seed: int) -> tuple[str, bool]:
         src = _scores(root / "eval/Source" / f"seed{seed}")["miou"]
         ada = _scores(root / "eval/AdaBN" / f"seed{seed}")["miou"]
         loss = source_val - src
-        share = (ada - src) / loss if loss > 1e-9 else float("nan")
+        share = (ada - src) / loss if loss >= 1.0 else float("nan")  # below 1 mIoU: no loss to share
         shown = "–" if share != share else f"{share * 100:.0f} %"
         lines.append(f"| {label} | {src:.1f} | {loss:.1f} | {ada:.1f} | {shown} |")
         if root == out:
