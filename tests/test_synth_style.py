@@ -128,3 +128,14 @@ def test_only_part_flag_writes_one_part(tmp_path: Path) -> None:
                     "--only-part", "texture"], check=True, capture_output=True)
     parts = json.loads((out / "synth.json").read_text())["parts"]
     assert parts == {**OFF, "texture": 0.5}
+
+
+@pytest.mark.parametrize("kw, message", [({"object_size": 0.0}, "object_size must be"),
+                                         ({"parts": {"appearance": 1.0}}, "parts must name")])
+def test_write_synth_refuses_bad_size_or_parts_in_one_line(tmp_path: Path, kw: dict, message: str) -> None:
+    from stvm.data.synth import write_synth
+    from stvm.errors import StvmError
+
+    with pytest.raises(StvmError, match=message):
+        write_synth(tmp_path / "o", n_source=1, n_target_train=1, n_target_val=1, width=64, height=32, seed=0, **kw)
+    assert not (tmp_path / "o").exists()
