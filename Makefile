@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.stvm-installed
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: demo test venv lock lock-cuda clean-demo ablation benchmark calibrate paper paper-params gpu-check
+.PHONY: demo test venv lock lock-cuda clean-demo ablation benchmark calibrate paper paper-params gpu-check compare
 
 venv: $(STAMP)
 
@@ -100,6 +100,11 @@ paper-params: $(STAMP)
 
 paper: paper-params
 	dvc exp run -n $(EXP_NAME) $(EXP_ARGS) $(PAPER_STAGES)
+
+# DVC experiments side by side (`dvc exp run -S ...` first): the params that differ and each run's
+# mean ± std (min) mIoU per experiment; `dvc exp show` without its dependency-hash columns.
+compare: $(STAMP)
+	$(PY) -m stvm compare
 
 clean-demo:
 	rm -rf data results logs .snakemake

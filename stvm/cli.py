@@ -178,6 +178,13 @@ def cmd_summary(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from stvm.report.compare import compare_markdown, experiments, load_exp_show
+
+    print(compare_markdown(experiments(load_exp_show(args.saved, args.all_commits))))
+    return 0
+
+
 def cmd_benchmark(args: argparse.Namespace) -> int:
     from stvm.benchmark import check_params, plan, run, timing_table, write_tables
 
@@ -371,6 +378,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--metric", default="miou", help="metric key (e.g. miou, miou13)")
     sp.add_argument("--out", type=Path, help="also write OUT/<run>.json (mean, std, min, seeds; a DVC metrics folder)")
     sp.set_defaults(fn=cmd_summary)
+
+    sp = sub.add_parser("compare", help="DVC experiments side by side: differing params, per-run mean ± std (min) "
+                        "mIoU (`dvc exp show` without the dependency-hash columns).")
+    sp.add_argument("--from", dest="saved", type=Path, help="read saved `dvc exp show --json` output instead of running dvc")
+    sp.add_argument("-A", "--all-commits", action="store_true", help="experiments of all commits (dvc exp show -A)")
+    sp.set_defaults(fn=cmd_compare)
 
     sp = stage("report", "Report of a pipeline run: paper-style tables, curves, panels, provenance (md, html, CSV).",
                cmd_report)
