@@ -26,9 +26,9 @@ import torch
 from torch import Tensor, nn
 
 from stvm.data.labels import CLASS_NAMES, PROTOCOL_CLASSES
+from stvm.data.images import IMAGENET_MEAN, IMAGENET_STD
 from stvm.digest import file_sha256
 from stvm.errors import StvmError
-from stvm.evaluate.inference import IMAGENET_MEAN, IMAGENET_STD
 from stvm.io import atomic_path, write_json
 from stvm.models.weights import load_model_checkpoint
 

@@ -18,10 +18,10 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from stvm.config import TrainSourceParams, section_dict
-from stvm.data.datasets import IGNORE, CropDataset, IterationBatches, prepared_size, to_float
-from stvm.data.labels import PROTOCOL_CLASSES, protocol_lut
+from stvm.data.datasets import CropDataset, IterationBatches, prepared_size
+from stvm.data.images import to_float
+from stvm.data.labels import IGNORE, PROTOCOL_CLASSES, protocol_lut
 from stvm.digest import inputs_digest
-from stvm.evaluate.inference import IMAGENET_MEAN, IMAGENET_STD
 from stvm.io import load_checkpoint, prepare_out_dir, save_checkpoint, write_json
 from stvm.models.deeplab import SegModel, build_model
 from stvm.models.weights import init_backbone, save_model_checkpoint
@@ -119,14 +119,13 @@ def train_source(
         synced = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model) if dev.type == "cuda" else model
         net = DistributedDataParallel(synced)
     sampler = IterationBatches(len(data), cfg.batch_size, seed, start, cfg.iterations, info.rank, info.world_size)
-    mean, std = IMAGENET_MEAN.to(dev), IMAGENET_STD.to(dev)
     plots = PlotWriter(out / "plots" / "train.csv", ["iteration", "loss", "lr"], start) if info.is_main else None
     progress = ProgressBar(cfg.iterations, "train_source", show_progress and info.is_main, start=start, unit="it")
     model.train()
     t0, guard = time.perf_counter(), NonFiniteGuard(dev)
     for it, (img, lab, _) in enumerate(make_loader(data, sampler, num_workers), start=start):
         lr = set_poly_lr(opt, it, cfg.iterations, cfg.poly_power)
-        x, y = to_float(img.to(dev, non_blocking=True), mean, std), lab.to(dev, non_blocking=True)
+        x, y = to_float(img.to(dev, non_blocking=True)), lab.to(dev, non_blocking=True)
         with autocast(dev):
             logits = net(x)
         loss = F.cross_entropy(logits.float(), y, ignore_index=IGNORE)

@@ -8,7 +8,7 @@ import torch
 import yaml
 
 from stvm.adapt.loop import VARIANTS, adapt, adapt_step, build_nets
-from stvm.evaluate.inference import IMAGENET_MEAN, IMAGENET_STD
+from stvm.data.images import IMAGENET_MEAN, IMAGENET_STD
 from stvm.io import load_checkpoint
 from stvm.models.weights import load_model_checkpoint
 from tests.test_train import same_weights

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from stvm.data.datasets import CropDataset, IterationBatches, random_crop, to_float
+from stvm.data.datasets import CropDataset, IterationBatches, random_crop
 from stvm.errors import StvmError
 
 
@@ -66,9 +66,3 @@ def test_missing_label_is_a_user_error(prepared):
         CropDataset(prepared / "images", prepared / "labels", 16, False, None)
     with pytest.raises(StvmError, match="folder not found"):
         CropDataset(prepared / "nope", None, 16, False, None)
-
-
-def test_to_float_normalises():
-    x = torch.full((1, 3, 2, 2), 255, dtype=torch.uint8)
-    out = to_float(x, torch.zeros(3), torch.full((3,), 2.0))
-    assert torch.allclose(out, torch.full_like(out, 0.5))

@@ -12,14 +12,8 @@ from PIL import Image
 
 from stvm.data.labels import PROTOCOL_CLASSES
 from stvm.errors import StvmError
-from stvm.evaluate.inference import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    evaluate_folder,
-    normalize,
-    predict_logits,
-    predict_probs,
-)
+from stvm.data.images import IMAGENET_MEAN, IMAGENET_STD
+from stvm.evaluate.inference import evaluate_folder, predict_logits, predict_probs
 from stvm.evaluate.score import score_folders
 
 
@@ -77,19 +71,6 @@ def test_multi_scale_shape_and_average():
         for p in (model(xs).softmax(1), model(xs.flip(-1)).softmax(1).flip(-1)):
             parts.append(F.interpolate(p, size=(30, 50), mode="bilinear", align_corners=False))
     assert torch.allclose(out, torch.stack(parts).mean(0), atol=1e-6)
-
-
-def test_normalize_matches_imagenet_stats():
-    img = np.random.default_rng(0).integers(0, 256, (4, 6, 3), dtype=np.uint8)
-    x = normalize(img)
-    assert x.shape == (3, 4, 6) and x.dtype == torch.float32
-    ref = (img.astype(np.float64) / 255 - np.array([0.485, 0.456, 0.406])) / np.array(
-        [0.229, 0.224, 0.225]
-    )
-    np.testing.assert_allclose(x.permute(1, 2, 0).numpy(), ref, atol=1e-6)
-    assert IMAGENET_MEAN.shape == IMAGENET_STD.shape == (3,)
-    with pytest.raises(ValueError):
-        normalize(img[..., 0])
 
 
 class OracleModel(torch.nn.Module):

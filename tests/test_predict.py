@@ -13,7 +13,8 @@ import torch
 import yaml
 
 from stvm.cli import main
-from stvm.evaluate.inference import normalize, predict_logits
+from stvm.data.images import normalize
+from stvm.evaluate.inference import predict_logits
 from stvm.models.deeplab import build_model
 from stvm.models.weights import save_model_checkpoint
 from tests.test_prepare_folder import write_frames

@@ -85,9 +85,9 @@ from stvm.adapt.metric import (
 )
 from stvm.adapt.teacher import ema_update, relative_drift, should_update, student_weight
 from stvm.config import AdaptParams, section_dict
-from stvm.data.datasets import CropDataset, IterationBatches, list_stems, prepared_size, read_rgb
+from stvm.data.datasets import CropDataset, IterationBatches, list_stems, prepared_size
+from stvm.data.images import normalize, read_rgb, standardize
 from stvm.digest import inputs_digest, require_file
-from stvm.evaluate.inference import IMAGENET_MEAN, IMAGENET_STD, normalize
 from stvm.io import load_checkpoint, prepare_out_dir, save_checkpoint, write_json
 from stvm.models.deeplab import build_head
 from stvm.models.weights import load_model_checkpoint, save_model_checkpoint
@@ -217,12 +217,11 @@ def adapt_step(cfg: AdaptParams, v: Variant, nets: Nets, img_u8: torch.Tensor, i
     dev = img_u8.device
     key = ddp.rank_seed(seed * 1_000_003 + it, rank)
     gen = torch.Generator(device=dev).manual_seed(key)
-    mean, std = IMAGENET_MEAN.to(dev).view(1, 3, 1, 1), IMAGENET_STD.to(dev).view(1, 3, 1, 1)
     x01 = img_u8.float() / 255.0
     # Teacher path: pseudo-labels for every pixel from the clean image (no gradient).
     nets.teacher.eval()
     with torch.no_grad(), autocast(dev):
-        feats = nets.teacher.features((x01 - mean) / std)
+        feats = nets.teacher.features(standardize(x01))
         low = nets.teacher.classify(feats).float()
     logits = F.interpolate(low, size=x01.shape[-2:], mode="bilinear", align_corners=False)
     pseudo = logits.argmax(1)
@@ -233,7 +232,7 @@ def adapt_step(cfg: AdaptParams, v: Variant, nets: Nets, img_u8: torch.Tensor, i
     if nets.metric is not None:
         if cfg.metric_input == "student":  # open choice: M on the student's current F features instead
             with torch.no_grad(), autocast(dev):
-                feats = nets.student.features((x01 - mean) / std)
+                feats = nets.student.features(standardize(x01))
         gen_m = torch.Generator(device=dev).manual_seed(key + METRIC_STREAM)
         w, d, log = metric_step(cfg, nets, feats.float(), low, pseudo, gen_m)
         if v.metric:  # ST_MT's probe M is trained and logged, never used
@@ -254,7 +253,7 @@ def adapt_step(cfg: AdaptParams, v: Variant, nets: Nets, img_u8: torch.Tensor, i
     if cfg.bn_mode == "frozen":
         freeze_bn(nets.student)
     with autocast(dev):
-        out = (nets.train_forward or nets.student)((xs - mean) / std)
+        out = (nets.train_forward or nets.student)(standardize(xs))
     loss = weighted_ce(out.float(), pseudo_s, weight_s)
     nets.opt.zero_grad(set_to_none=True)
     loss.backward()

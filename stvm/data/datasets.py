@@ -11,16 +11,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from stvm.limits import check_pixels, check_png  # isort: skip  (sets the decoders' pixel limits before cv2 loads)
+from stvm.limits import check_pixels
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from stvm.data.images import read_bytes, read_label, read_rgb
+from stvm.data.labels import IGNORE
 from stvm.errors import StvmError
 
-IGNORE = 255
 
 
 def list_stems(folder: Path) -> list[str]:
@@ -31,41 +31,6 @@ def list_stems(folder: Path) -> list[str]:
     if not stems:
         raise StvmError(folder, "no PNG files")
     return stems
-
-
-def _file_bytes(path: Path) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except OSError as err:
-        raise StvmError(path, f"cannot read file ({err.strerror or err})") from None
-
-
-def _decode(data: bytes, flags: int) -> np.ndarray | None:
-    try:
-        return cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flags) if data else None
-    except cv2.error:
-        return None
-
-
-def read_rgb(path: Path) -> np.ndarray:
-    """Read an RGB image file as HxWx3 uint8 (its pixel count checked from the header first)."""
-    data = _file_bytes(path)
-    check_pixels(data, Path(path))
-    img = _decode(data, cv2.IMREAD_COLOR)
-    if img is None:
-        raise StvmError(path, "unreadable image")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-
-
-def read_label(path: Path) -> np.ndarray:
-    """Read a single-channel uint8 trainId PNG (a PNG by its magic bytes: a JPEG is no label)."""
-    data = _file_bytes(path)
-    check_png(data, Path(path))
-    check_pixels(data, Path(path))
-    lab = _decode(data, cv2.IMREAD_UNCHANGED)
-    if lab is None or lab.ndim != 2 or lab.dtype != np.uint8:
-        raise StvmError(path, "not a single-channel 8-bit label PNG")
-    return lab
 
 
 def check_same_size(image: np.ndarray, label: np.ndarray, label_path: Path) -> None:
@@ -79,7 +44,7 @@ def prepared_size(folder: Path) -> tuple[int, int]:
     """(width, height) of a prepared image folder: its first image's, read from the header (prepare
     writes every image of a split at one size)."""
     first = Path(folder) / f"{list_stems(Path(folder))[0]}.png"
-    size = check_pixels(_file_bytes(first), first)
+    size = check_pixels(read_bytes(first), first)
     if size is None:
         raise StvmError(first, "unreadable image")
     return size
@@ -171,8 +136,3 @@ class IterationBatches(Sampler):
 
     def __len__(self) -> int:
         return max(self.total - self.start, 0)
-
-
-def to_float(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """uint8 Bx3xHxW -> normalised float (on the images' device)."""
-    return (images.float().div_(255.0) - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1)

@@ -34,9 +34,9 @@ from stvm.data.readers import (
     folder_samples,
     gta5_samples,
     nthu_samples,
-    read_bytes,
     synthia_samples,
 )
+from stvm.data.images import read_bytes, write_png
 from stvm.errors import StvmError
 from stvm.io import atomic_dir, write_json
 from stvm.limits import MAX_PIXELS
@@ -172,15 +172,6 @@ def _resize_label(lab: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return cv2.resize(lab, tuple(size), interpolation=cv2.INTER_NEAREST_EXACT)
 
 
-def _write_png(path: Path, array: np.ndarray) -> None:
-    try:
-        ok = cv2.imwrite(str(path), array)
-    except cv2.error as err:
-        raise StvmError(path, f"cannot write PNG ({err})") from None
-    if not ok:
-        raise StvmError(path, "cannot write PNG")
-
-
 def _load(path: Path, root: Path, sources: dict[str, str], prefix: str = "") -> bytes:
     """Read a raw file once, recording its sha256 under its path relative to the dataset root."""
     data = read_bytes(path)
@@ -225,12 +216,9 @@ def _convert(task: _Task) -> dict[str, Any]:
         counts = np.bincount(label.ravel(), minlength=256)
         result["hist"] = [int(c) for c in counts[: len(CLASS_NAMES)]] + [int(counts[IGNORE])]
     split_dir = task.out / task.split
-    _write_png(
-        split_dir / "images" / f"{s.stem}.png",
-        cv2.cvtColor(_resize_image(image, task.size), cv2.COLOR_RGB2BGR),
-    )
+    write_png(split_dir / "images" / f"{s.stem}.png", _resize_image(image, task.size))
     if label is not None:
-        _write_png(split_dir / "labels" / f"{s.stem}.png", label)
+        write_png(split_dir / "labels" / f"{s.stem}.png", label)
     return result
 
 

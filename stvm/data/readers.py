@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from stvm.data.images import read_bytes
 from stvm.data.labels import IGNORE, VALID_ID_MAX
 from stvm.errors import StvmError
 
@@ -204,14 +205,6 @@ def folder_samples(root: Path, labels: Path | None = None) -> dict[str, list[Sam
         return label_dir / (images[stem].relative_to(root).with_suffix(".png"))
 
     return {"train": train, "val": _pair(images, found, root, expect)}
-
-
-def read_bytes(path: Path) -> bytes:
-    """The file's bytes; a missing or unreadable file is a StvmError."""
-    try:
-        return Path(path).read_bytes()
-    except OSError as err:
-        raise StvmError(path, f"cannot read file ({err.strerror or err})") from None
 
 
 def _cv2_decode(data: bytes) -> np.ndarray | None:

@@ -8,11 +8,10 @@ material of :data:`~stvm.data.synth_style.MATERIALS`; the label is the material'
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import cv2
 import numpy as np
 
 from stvm.data.synth_canvas import Camera, Canvas, front_quads, ground_quad, side_quads, window_grid

@@ -21,29 +21,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from stvm.data.datasets import read_rgb
+from stvm.data.images import normalize, read_rgb, read_trainid_png, write_png
 from stvm.data.labels import CLASS_NAMES, PROTOCOL_CLASSES, colorize
 from stvm.errors import StvmError
 from stvm.evaluate.metrics import ConfusionMatrix, scores_from_confusion
-from stvm.evaluate.score import match_stems, read_trainid_png
-from stvm.io import atomic_path
+from stvm.evaluate.score import match_stems
 from stvm.progress import ProgressBar
-
-IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406])
-IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225])
-
-
-def normalize(img_uint8_hwc: np.ndarray) -> torch.Tensor:
-    """HxWx3 uint8 RGB -> 3xHxW float32 normalised with the ImageNet mean/std.
-
-    Same arithmetic as the training input path (``x/255``, minus mean, divided by std).
-    """
-    img = np.asarray(img_uint8_hwc)
-    if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
-        raise ValueError(f"expected an HxWx3 uint8 image, got shape {img.shape} dtype {img.dtype}")
-    x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float().div_(255.0)
-    return (x - IMAGENET_MEAN.view(3, 1, 1)) / IMAGENET_STD.view(3, 1, 1)
-
 
 def predict_logits(
     model: Callable[[torch.Tensor], torch.Tensor],
@@ -107,17 +90,6 @@ def _read_image(path: Path, input_size: tuple[int, int]) -> np.ndarray:
     if (img.shape[1], img.shape[0]) != tuple(input_size):
         img = cv2.resize(img, tuple(input_size), interpolation=cv2.INTER_LINEAR)
     return img
-
-
-def _write_png(path: Path, array: np.ndarray) -> None:
-    """Write a uint8 PNG atomically (grey for HxW, RGB for HxWx3)."""
-    if array.ndim == 3:
-        array = cv2.cvtColor(array, cv2.COLOR_RGB2BGR)
-    ok, buf = cv2.imencode(".png", array)
-    if not ok:
-        raise StvmError(path, "PNG encoding failed")
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(buf.tobytes())
 
 
 def evaluate_folder(
@@ -184,6 +156,6 @@ def _write_prediction(stem: str, pred: torch.Tensor, pred_dir: Path | None, colo
     """trainId PNG to ``pred_dir`` and Cityscapes-coloured PNG to ``color_dir`` (those given)."""
     pred_np = pred.to(torch.uint8).cpu().numpy()
     if pred_dir is not None:
-        _write_png(Path(pred_dir) / f"{stem}.png", pred_np)
+        write_png(Path(pred_dir) / f"{stem}.png", pred_np)
     if color_dir is not None:
-        _write_png(Path(color_dir) / f"{stem}.png", colorize(pred_np, 19))
+        write_png(Path(color_dir) / f"{stem}.png", colorize(pred_np, 19))

@@ -28,10 +28,11 @@ import torch
 from PIL import Image
 
 from stvm.data.labels import PROTOCOL_CLASSES, colorize
+from stvm.data.images import normalize, write_png
 from stvm.data.readers import IMAGE_SUFFIXES, read_image, tree_stems
 from stvm.digest import file_sha256
 from stvm.errors import StvmError
-from stvm.evaluate.inference import _write_png, normalize, predict_logits
+from stvm.evaluate.inference import predict_logits
 from stvm.evaluate.nets import Nets, confidence_map, load_nets, reliability_map
 from stvm.io import read_json, write_json
 from stvm.progress import ProgressBar
@@ -83,13 +84,13 @@ def _write(out: Path, stem: str, img: np.ndarray, pred: np.ndarray, nets: Nets, 
            maps: list[str]) -> None:
     """Every output file of one image (maps computed single-scale on ``x``, 1x3xHxW)."""
     color = colorize(pred, 19)
-    _write_png(out / "pred" / f"{stem}.png", pred)
-    _write_png(out / "color" / f"{stem}.png", color)
+    write_png(out / "pred" / f"{stem}.png", pred)
+    write_png(out / "color" / f"{stem}.png", color)
     overlay = (img.astype(np.uint16) + color.astype(np.uint16) + 1) // 2
-    _write_png(out / "overlay" / f"{stem}.png", overlay.astype(np.uint8))
+    write_png(out / "overlay" / f"{stem}.png", overlay.astype(np.uint8))
     for name in maps:
         values = confidence_map(nets, x) if name == "confidence" else reliability_map(nets, x)
-        _write_png(out / name / f"{stem}.png", np.clip(np.round(values * 255.0), 0, 255).astype(np.uint8))
+        write_png(out / name / f"{stem}.png", np.clip(np.round(values * 255.0), 0, 255).astype(np.uint8))
 
 
 def predict_folder(

@@ -13,60 +13,19 @@ The score itself comes from ``stvm.evaluate.metrics`` (the one implementation).
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 
-from stvm.data.labels import CLASS_NAMES, IGNORE
+from stvm.data.labels import CLASS_NAMES
+from stvm.data.images import read_trainid_png
 from stvm.errors import StvmError
 from stvm.evaluate.metrics import ConfusionMatrix, scores_from_confusion
-from stvm.limits import check_pixels, check_png
 
 GT_SUFFIX = "_gtFine_labelTrainIds"
 _GT_COMPANIONS = ("_gtFine_labelIds", "_gtFine_instanceIds", "_gtFine_color")
-
-
-def read_trainid_png(path: Path, what: str = "label") -> np.ndarray:
-    """Read a single-channel trainId PNG as HxW uint8; anything else: StvmError naming ``path``.
-
-    The file must be a PNG by its magic bytes (a JPEG's artefacts would change ids) and declare at
-    most ``stvm.limits.MAX_PIXELS`` pixels (checked from the header, before decoding)."""
-    try:
-        data = Path(path).read_bytes()
-    except OSError as err:
-        raise StvmError(path, f"cannot read {what} file ({err.strerror or err})") from None
-    check_png(data, path, what)
-    check_pixels(data, path)
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            mode = img.mode
-            arr = np.array(img)
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
-        raise StvmError(path, f"cannot read {what} PNG ({str(err)[:160]})") from None
-    if arr.ndim != 2:
-        raise StvmError(
-            path,
-            f"{what} has {arr.shape[2]} channels (mode {mode}); expected a "
-            "single-channel trainId PNG",
-        )
-    if not np.issubdtype(arr.dtype, np.integer):
-        raise StvmError(path, f"{what} has non-integer pixels (mode {mode})")
-    if arr.dtype == np.uint8:
-        counts = np.bincount(arr.ravel(), minlength=256)
-        bad = np.flatnonzero(counts[len(CLASS_NAMES) : IGNORE]) + len(CLASS_NAMES)
-    else:
-        values = np.unique(arr)
-        bad = values[((values < 0) | (values >= len(CLASS_NAMES))) & (values != IGNORE)]
-    if bad.size:
-        shown = ", ".join(str(int(v)) for v in bad[:5]) + (", ..." if bad.size > 5 else "")
-        raise StvmError(
-            path, f"{what} values {shown} outside trainIds 0..{len(CLASS_NAMES) - 1} and {IGNORE}"
-        )
-    return arr.astype(np.uint8, copy=False)
 
 
 def _png_index(folder: Path, what: str, gt_names: bool) -> dict[str, Path]:

@@ -25,9 +25,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from stvm.data.datasets import read_label, read_rgb
+from stvm.data.images import normalize, read_label, read_rgb
 from stvm.data.labels import protocol_lut
-from stvm.evaluate.inference import normalize
 
 
 def silhouette(features: torch.Tensor, labels: torch.Tensor, n_classes: int,

@@ -283,7 +283,7 @@ def _fold_caffe_input(model: SegModel) -> None:
     ``conv1(c) = conv1'(x) + conv1(255 * mean - caffe_mean)`` with ``conv1'`` the RGB-ordered weight
     scaled by ``255 * std``; the constant is absorbed by bn1's running mean.
     """
-    from stvm.evaluate.inference import IMAGENET_MEAN, IMAGENET_STD
+    from stvm.data.images import IMAGENET_MEAN, IMAGENET_STD
 
     conv, bn = model.backbone.conv1, model.backbone.bn1
     w_rgb = conv.weight.flip(1)  # BGR input channels -> RGB

@@ -17,10 +17,9 @@ import cv2
 import numpy as np
 import torch
 
-from stvm.data.datasets import read_label, read_rgb
+from stvm.data.images import normalize, read_label, read_rgb
 from stvm.data.labels import colorize, protocol_class_names, protocol_lut, protocol_palette
 from stvm.errors import StvmError
-from stvm.evaluate.inference import normalize
 from stvm.evaluate.nets import Nets, confidence_map, load_nets, reliability_map
 from stvm.evaluate.nets import probs as _probs
 from stvm.report.figures import BLACK, FONT, GREY

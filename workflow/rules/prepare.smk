@@ -40,6 +40,7 @@ rule prepare:
             "stvm/cli.py",
             "stvm/config.py",
             "stvm/data/__init__.py",
+            "stvm/data/images.py",
             "stvm/data/labels.py",
             "stvm/data/prepare.py",
             "stvm/data/readers.py",
