@@ -23,9 +23,9 @@ import torch.nn.functional as F
 
 from stvm.data.images import normalize, read_rgb, read_trainid_png, write_png
 from stvm.data.labels import CLASS_NAMES, PROTOCOL_CLASSES, colorize
+from stvm.data.pairs import match_stems
 from stvm.errors import StvmError
 from stvm.evaluate.metrics import ConfusionMatrix, scores_from_confusion
-from stvm.evaluate.score import match_stems
 from stvm.progress import ProgressBar
 
 def predict_logits(
