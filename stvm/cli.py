@@ -18,6 +18,7 @@ import threading
 from pathlib import Path
 
 from stvm.errors import StvmError
+from stvm.variants import VARIANTS
 
 DEFAULT_PARAMS = Path("params.yaml")
 
@@ -312,7 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--stop-after", type=int, help=argparse.SUPPRESS)
 
     sp = stage("adapt", "STvM source-free adaptation (or an ablation variant) on unlabeled target images.", cmd_adapt)
-    sp.add_argument("--variant", required=True, choices=["AdaBN", "ST", "ST_Aug", "ST_MT", "STvM_Raw", "STvM"])
+    sp.add_argument("--variant", required=True, choices=list(VARIANTS))
     sp.add_argument("--source-model", type=Path, required=True, help="source model.pt (stvm format)")
     sp.add_argument("--target-images", type=Path, required=True, help="prepared target train images (no labels)")
     sp.add_argument("--out", type=Path, required=True)

@@ -21,8 +21,8 @@ from typing import Any, Literal, get_args, get_origin
 import yaml
 
 from stvm.errors import StvmError
+from stvm.variants import VARIANTS
 
-VARIANTS = ("AdaBN", "ST", "ST_Aug", "ST_MT", "STvM_Raw", "STvM")
 SEED_MAX = 2**32 - 1  # NumPy's seed range; torch and Python accept it too
 MAX_SIDE = 8192  # image sides (synth, prepare): stvm.limits.MAX_PIXELS is 8192 x 8192
 MAX_YAML_NODES = 100_000  # a params file has a few hundred; more is an alias bomb (billion laughs)

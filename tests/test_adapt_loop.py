@@ -7,7 +7,8 @@ import pytest
 import torch
 import yaml
 
-from stvm.adapt.loop import VARIANTS, adapt, adapt_step, build_nets
+from stvm.adapt.loop import adapt, adapt_step, build_nets
+from stvm.variants import VARIANTS
 from stvm.data.images import IMAGENET_MEAN, IMAGENET_STD
 from stvm.io import load_checkpoint
 from stvm.models.weights import load_model_checkpoint
@@ -58,7 +59,7 @@ def test_variant_switches(source, tmp_path, variant):
     out = tmp_path / variant
     _adapt(adapt_params(iterations=4), source, out, variant=variant)
     rows = _rows(out)
-    probe = v.trains_metric(adapt_params())  # ST_MT trains an unused M (Table VII's ST_MT row)
+    probe = v.trains_metric(adapt_params().metric_probe)  # ST_MT trains an unused M (Table VII's ST_MT row)
     assert probe == (v.metric or variant == "ST_MT")
     assert (float(rows[-1]["loss_metric"]) > 0) == probe
     assert (float(rows[-1]["metric_samples"]) > 0) == probe

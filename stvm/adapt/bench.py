@@ -15,8 +15,9 @@ from pathlib import Path
 
 import torch
 
-from stvm.adapt.loop import VARIANTS, adapt, adapt_step, build_nets
+from stvm.adapt.loop import adapt, adapt_step, build_nets
 from stvm.config import AdaptParams
+from stvm.variants import VARIANTS
 from stvm.models.deeplab import build_model
 from stvm.models.weights import save_model_checkpoint
 

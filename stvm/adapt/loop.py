@@ -7,21 +7,9 @@ every pseudo-label (Eq. 4); the student sees the photometrically augmented crop,
 stored reliable patches (III-D), and is trained with the reliability-weighted CE (Eq. 5). Every
 ``ema_interval`` iterations the teacher takes an EMA step towards the student (III-B).
 
-Variants (paper Table IV) switch pieces off; they are booleans of this one trainer:
-
-| variant  | photometric aug | mean teacher | metric + reliability (MGS) | MOCM |
-|----------|-----------------|--------------|----------------------------|------|
-| AdaBN    | no training: the source model with BN statistics re-estimated on the target images |
-| ST       |                 |              |                            |      |
-| ST_Aug   | x               |              |                            |      |
-| ST_MT    | x               | x            |                            |      |
-| STvM_Raw | x               | x            | x                          |      |
-| STvM     | x               | x            | x                          | x    |
-
-``AdaBN`` is not in the paper: it is the reference for what self-training adds beyond the target
-BatchNorm statistics, which every variant starts from when ``bn_init`` is ``target``
-(``stvm.adapt.batchnorm``). Without the mean teacher the pseudo-labels come from the student itself
-(in eval mode) on the clean image: plain self-training.
+Variants (paper Table IV, ``stvm.variants``) switch pieces off; they are booleans of this one
+trainer. Without the mean teacher the pseudo-labels come from the student itself (in eval mode) on
+the clean image: plain self-training.
 
 Multi-process (``torchrun --nproc_per_node N``, also across nodes): as in ``train_source``, every
 rank takes its own ``batch_size`` crops (disjoint slots of the same seed-keyed sequence), so the
@@ -107,36 +95,11 @@ from stvm.runtime import (
     set_rng_state,
 )
 from stvm.threads import current_threads
+from stvm.variants import VARIANTS, Variant
 from stvm.train import make_loader, set_poly_lr
 
 PLOT_COLUMNS = ["iteration", "loss", "loss_metric", "lr", "reliability", "metric_fraction", "metric_samples",
                 "buffer_fill", "mocm_coverage", "teacher_drift"]
-
-
-@dataclass(frozen=True)
-class Variant:
-    """Which pieces of STvM are on (paper Table IV)."""
-
-    augment: bool
-    mean_teacher: bool
-    metric: bool
-    mocm: bool
-    trains: bool = True  # False: AdaBN, the source model with target BN statistics and no steps
-
-    def trains_metric(self, cfg: AdaptParams) -> bool:
-        """M is trained when its reliability is used, and as a probe beside a mean teacher that does
-        not use it (ST_MT with ``metric_probe``: Table VII's ST_MT row)."""
-        return self.metric or (self.mean_teacher and cfg.metric_probe)
-
-
-VARIANTS = {
-    "AdaBN": Variant(False, False, False, False, trains=False),
-    "ST": Variant(False, False, False, False),
-    "ST_Aug": Variant(True, False, False, False),
-    "ST_MT": Variant(True, True, False, False),
-    "STvM_Raw": Variant(True, True, True, False),
-    "STvM": Variant(True, True, True, True),
-}
 
 
 @dataclass
@@ -180,7 +143,7 @@ def build_nets(cfg: AdaptParams, v: Variant, source_model: Path, dev: torch.devi
         lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=True,
     )
     nets = Nets(student, teacher, opt, source_params=[q.detach().float().clone() for q in student.parameters()])
-    if v.trains_metric(cfg):
+    if v.trains_metric(cfg.metric_probe):
         g = torch.Generator().manual_seed(seed)
         head = build_head(meta["arch"], student.feature_channels, cfg.n_f)
         nets.metric = MetricHead(head, student.num_classes, cfg.n_f, generator=g).to(dev)

@@ -18,11 +18,9 @@ from typing import Any
 from stvm.errors import StvmError
 from stvm.io import atomic_dir, read_json, write_json
 from stvm.report import paper
+from stvm.variants import RUN_ORDER, TRAINED
 
-ORDER = ("Source", "AdaBN", "ST", "ST_Aug", "ST_MT", "STvM_Raw", "STvM", "Oracle")
-#: Runs trained with labels by `stvm train_source` (the rest are adapted): the source model, and the
-#: benchmark's Oracle trained on *target* labels (`stvm benchmark`, a ceiling, never an input).
-TRAINED = ("Source", "Oracle")
+ORDER = RUN_ORDER  # row order of every table (stvm.variants, the one table of runs)
 PAPER, OURS = "paper (real data)", "this run"
 
 Cell = str | float | int | None

@@ -34,6 +34,7 @@ rule adapt:
             "stvm/runtime.py",
             "stvm/threads.py",
             "stvm/train.py",
+            "stvm/variants.py",
         ],
     output:
         "results/models/{variant}/seed{seed}/model.pt",

@@ -30,6 +30,7 @@ rule evaluate_source:
             "stvm/progress.py",
             "stvm/runtime.py",
             "stvm/threads.py",
+            "stvm/variants.py",
         ],
     output:
         "results/eval/Source/seed{seed}/metrics.json",
@@ -80,6 +81,7 @@ rule evaluate:
             "stvm/progress.py",
             "stvm/runtime.py",
             "stvm/threads.py",
+            "stvm/variants.py",
         ],
     output:
         "results/eval/{variant}/seed{seed}/metrics.json",

@@ -17,6 +17,7 @@ rule synth:
             "stvm/io.py",
             "stvm/limits.py",
             "stvm/threads.py",
+            "stvm/variants.py",
         ],
     output:
         directory("data/raw/synth/source"),
@@ -49,6 +50,7 @@ rule prepare:
             "stvm/limits.py",
             "stvm/progress.py",
             "stvm/threads.py",
+            "stvm/variants.py",
         ],
     output:
         directory("data/prepared/{role}/train/images"),

@@ -74,6 +74,7 @@ rule report:
             "stvm/report/tables.py",
             "stvm/runtime.py",
             "stvm/threads.py",
+            "stvm/variants.py",
         ],
     output:
         directory("results/report"),

@@ -26,6 +26,7 @@ rule summary:
             "stvm/report/paper/table6_variance.csv",
             "stvm/report/paper/table7_metric_silhouette.csv",
             "stvm/report/tables.py",
+            "stvm/variants.py",
         ],
     output:
         directory("results/summary"),

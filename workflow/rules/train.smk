@@ -24,6 +24,7 @@ rule train_source:
             "stvm/runtime.py",
             "stvm/threads.py",
             "stvm/train.py",
+            "stvm/variants.py",
         ],
     output:
         "results/models/Source/seed{seed}/model.pt",
