@@ -22,7 +22,8 @@ from stvm.data.datasets import CropDataset, IterationBatches, prepared_size
 from stvm.data.images import to_float
 from stvm.data.labels import IGNORE, PROTOCOL_CLASSES, protocol_lut
 from stvm.digest import inputs_digest
-from stvm.io import load_checkpoint, prepare_out_dir, save_checkpoint, write_json
+from stvm.io import prepare_out_dir, write_json
+from stvm.loops import log_due, make_loader, resume_state, save_state, set_poly_lr, sgd_for, window_length
 from stvm.models.deeplab import SegModel, build_model
 from stvm.models.weights import init_backbone, save_model_checkpoint
 from stvm.plots import PlotWriter
@@ -30,42 +31,13 @@ from stvm.progress import ProgressBar
 from stvm.runtime import (
     NonFiniteGuard,
     autocast,
-    check_finite,
     fingerprint,
     init_distributed,
-    poly_lr,
     resolve_device,
-    resumable,
-    rng_state,
     seed_everything,
     set_rng_state,
 )
 from stvm.threads import current_threads
-
-
-def make_loader(dataset: CropDataset, sampler: IterationBatches, workers: int) -> torch.utils.data.DataLoader:
-    """A DataLoader driven by the iteration-indexed batch sampler (no shuffle state of its own)."""
-    return torch.utils.data.DataLoader(
-        dataset, batch_sampler=sampler, num_workers=workers, pin_memory=torch.cuda.is_available(),
-        persistent_workers=workers > 0,
-        # its own generator: creating the iterator must not draw from the global RNG, or a resumed
-        # run's dropout masks would differ from an uninterrupted run's
-        generator=torch.Generator().manual_seed(0),
-    )
-
-
-def sgd_for(model: SegModel, lr: float, head_mult: float, momentum: float, wd: float, nesterov: bool) -> torch.optim.SGD:
-    """SGD with separate groups for F and C (C at ``head_mult`` times the F learning rate)."""
-    f_params, c_params = model.param_groups()
-    groups = [{"params": f_params, "lr": lr, "base_lr": lr}, {"params": c_params, "lr": lr * head_mult, "base_lr": lr * head_mult}]
-    return torch.optim.SGD(groups, lr=lr, momentum=momentum, weight_decay=wd, nesterov=nesterov)
-
-
-def set_poly_lr(opt: torch.optim.Optimizer, it: int, total: int, power: float) -> float:
-    """Apply the poly schedule to every group; return the first group's lr (for logging)."""
-    for g in opt.param_groups:
-        g["lr"] = poly_lr(g["base_lr"], it, total, power)
-    return opt.param_groups[0]["lr"]
 
 
 def train_source(
@@ -96,15 +68,14 @@ def train_source(
     model = build_model(cfg.arch, num_classes)
     init_desc = init_backbone(model, cfg.init)
     model.to(dev)
-    opt = sgd_for(model, cfg.lr, cfg.lr_head_mult, cfg.momentum, cfg.weight_decay, nesterov=False)
+    opt = sgd_for(model, cfg.lr, cfg.lr * cfg.lr_head_mult, cfg.momentum, cfg.weight_decay, nesterov=False)
     ckpt_path = out / "ckpt" / "last.pt"
     start, wall_before = 0, 0.0
     running, window_start = torch.zeros((), device=dev), 0  # loss sum since the last logged row
     digests = inputs_digest([images, labels], cache=ckpt_path.parent / "inputs.json" if info.is_main else None)
     run_id = fingerprint({"params": section_dict(cfg), "seed": seed, "protocol": protocol, "world": info.world_size,
                           "inputs": digests})
-    state = load_checkpoint(ckpt_path) if ckpt_path.exists() else None
-    if resumable(state, run_id, ckpt_path, cfg.iterations):
+    if (state := resume_state(ckpt_path, run_id, cfg.iterations)) is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         set_rng_state(state["rng"])
@@ -135,8 +106,8 @@ def train_source(
         running += loss.detach()
         guard.check(loss, it + 1)
         done = it + 1
-        if done % cfg.log_every == 0 or done == cfg.iterations:
-            mean_loss = (running / (done - max(window_start, (done - 1) // cfg.log_every * cfg.log_every))).item()
+        if log_due(done, cfg.log_every, cfg.iterations):
+            mean_loss = (running / window_length(done, cfg.log_every, window_start)).item()
             running.zero_()
             guard.raise_if_bad("train_source")
             progress.set(done, {"loss": mean_loss, "lr": lr})
@@ -167,9 +138,5 @@ def train_source(
 def _checkpoint(path: Path, model: SegModel, opt: torch.optim.Optimizer, it: int, wall: float, run_id: str,
                 running: torch.Tensor) -> None:
     state = model.state_dict()
-    check_finite(state, path)
-    save_checkpoint(
-        {"model": state, "optimizer": opt.state_dict(), "iteration": it, "rng": rng_state(),
-         "wall_seconds": wall, "fingerprint": run_id, "running_loss": running.detach().clone().cpu()},
-        path,
-    )
+    save_state(path, state, {"model": state, "optimizer": opt.state_dict(),
+                             "running_loss": running.detach().clone().cpu()}, it, wall, run_id)

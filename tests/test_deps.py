@@ -48,7 +48,7 @@ def test_every_stage_declares_exactly_the_code_its_command_imports(reader):
 
 
 def test_stage_code_holds_every_module_the_entry_imports_transitively():
-    # the adapt command reaches stvm.train (make_loader, set_poly_lr, ...) through stvm.adapt.loop
+    # the adapt command reaches stvm.loops (make_loader, set_poly_lr, ...) through stvm.adapt.loop
     code = set(stage_code("adapt"))
     loop_imports = set(re.findall(r"^from (stvm[\w.]*) import", (ROOT / "stvm/adapt/loop.py").read_text(), re.M))
     for mod in loop_imports:
@@ -90,15 +90,15 @@ def test_check_catches_a_dependency_dropped_from_either_file(tmp_path, monkeypat
     dvc = project / "dvc.yaml"
     text = dvc.read_text()
     at = text.index("\n  adapt:")  # drop the adapt stage's entry only
-    dvc.write_text(text[:at] + text[at:].replace("      - stvm/train.py\n", "", 1))
+    dvc.write_text(text[:at] + text[at:].replace("      - stvm/loops.py\n", "", 1))
     smk = project / "workflow/rules/train.smk"
     smk.write_text(smk.read_text().replace('            "stvm/runtime.py",\n', ""))
-    assert "stvm/train.py" not in dvc_code_deps(project)["adapt"][1]
+    assert "stvm/loops.py" not in dvc_code_deps(project)["adapt"][1]
     assert sync(project, write=False) == [dvc, smk]
     monkeypatch.chdir(project)
     assert main(["deps", "--check"]) == 1
     assert "dvc.yaml: code dependencies out of date" in capsys.readouterr().err
     assert main(["deps", "--write"]) == 0
-    assert "stvm/train.py" in dvc_code_deps(project)["adapt"][1]
+    assert "stvm/loops.py" in dvc_code_deps(project)["adapt"][1]
     assert "stvm/runtime.py" in smk_code_deps(project)["train_source"][1]
     assert main(["deps", "--check"]) == 0

@@ -76,7 +76,8 @@ from stvm.config import AdaptParams, section_dict
 from stvm.data.datasets import CropDataset, IterationBatches, list_stems, prepared_size
 from stvm.data.images import normalize, read_rgb, standardize
 from stvm.digest import inputs_digest, require_file
-from stvm.io import load_checkpoint, prepare_out_dir, save_checkpoint, write_json
+from stvm.io import prepare_out_dir, write_json
+from stvm.loops import log_due, make_loader, resume_state, save_state, set_poly_lr, sgd_for, window_length
 from stvm.models.deeplab import build_head
 from stvm.models.weights import load_model_checkpoint, save_model_checkpoint
 from stvm.plots import PlotWriter
@@ -84,19 +85,15 @@ from stvm.progress import ProgressBar
 from stvm.runtime import (
     NonFiniteGuard,
     autocast,
-    check_finite,
     dist_info,
     fingerprint,
     init_distributed,
     resolve_device,
-    resumable,
-    rng_state,
     seed_everything,
     set_rng_state,
 )
 from stvm.threads import current_threads
 from stvm.variants import VARIANTS, Variant
-from stvm.train import make_loader, set_poly_lr
 
 PLOT_COLUMNS = ["iteration", "loss", "loss_metric", "lr", "reliability", "metric_fraction", "metric_samples",
                 "buffer_fill", "mocm_coverage", "teacher_drift"]
@@ -137,11 +134,7 @@ def build_nets(cfg: AdaptParams, v: Variant, source_model: Path, dev: torch.devi
             raise ValueError("bn_init 'target' needs the target images")
         reestimate_bn(student, _target_batches(target_images, cfg.batch_size, dev))
     teacher = copy.deepcopy(student).eval() if v.mean_teacher else student
-    f_params, c_params = student.param_groups()
-    opt = torch.optim.SGD(
-        [{"params": f_params, "lr": cfg.lr, "base_lr": cfg.lr}, {"params": c_params, "lr": cfg.lr_head, "base_lr": cfg.lr_head}],
-        lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=True,
-    )
+    opt = sgd_for(student, cfg.lr, cfg.lr_head, cfg.momentum, cfg.weight_decay, nesterov=True)
     nets = Nets(student, teacher, opt, source_params=[q.detach().float().clone() for q in student.parameters()])
     if v.trains_metric(cfg.metric_probe):
         g = torch.Generator().manual_seed(seed)
@@ -337,9 +330,9 @@ def adapt(
         guard.check(logs["loss"] + logs["loss_metric"], it + 1)
         sums = logs if sums is None else {k: sums[k] + logs[k] for k in logs}
         done = it + 1
-        if done % cfg.log_every == 0 or done == cfg.iterations:
-            n = done - max(start, (done - 1) // cfg.log_every * cfg.log_every)  # iterations in sums
-            row = _log_row(sums, logs["buffer_fill"], n, guard, f"adapt {variant}")
+        if log_due(done, cfg.log_every, cfg.iterations):
+            row = _log_row(sums, logs["buffer_fill"], window_length(done, cfg.log_every, start), guard,
+                           f"adapt {variant}")
             row["teacher_drift"] = float(relative_drift(nets.teacher, nets.source_params))
             sums = None
             progress.set(done, {"loss": row["loss"], "w": row["reliability"], "lr": lr})
@@ -376,9 +369,9 @@ def _ready_nets(cfg: AdaptParams, v: Variant, source_model: Path, dev: torch.dev
 def _resume(nets: Nets, path: Path, run_id: str, total: int, dev: torch.device, rank: int) -> tuple[int, float]:
     """Load this run's unfinished checkpoint, if any, on every rank (rank r restores its own RNG);
     returns ``(start iteration, wall seconds so far)``. Ranks must agree (shared file system)."""
-    state = load_checkpoint(path, map_location=str(dev)) if path.exists() else None
+    state = resume_state(path, run_id, total, map_location=str(dev))
     start, wall = 0, 0.0
-    if resumable(state, run_id, path, total):
+    if state is not None:
         nets.load(state["nets"])
         set_rng_state(state["rng_ranks"][rank] if "rng_ranks" in state else state["rng"])
         start, wall = int(state["iteration"]), float(state["wall_seconds"])
@@ -426,12 +419,8 @@ def _checkpoint(path: Path, nets: Nets, it: int, wall: float, run_id: str, is_ma
     on disk (collective: every rank calls it)."""
     rngs = ddp.gather_rng_states()
     if is_main:
-        check_finite(nets.student.state_dict(), path)
-        state = {"nets": nets.state(), "iteration": it, "rng": rng_state(), "wall_seconds": wall,
-                 "fingerprint": run_id}
-        if rngs is not None:
-            state["rng_ranks"] = rngs
-        save_checkpoint(state, path)
+        save_state(path, nets.student.state_dict(), {"nets": nets.state(), **({"rng_ranks": rngs} if rngs is not None else {})},
+                   it, wall, run_id)
     ddp.barrier()
 
 

@@ -26,6 +26,7 @@ rule adapt:
             "stvm/errors.py",
             "stvm/io.py",
             "stvm/limits.py",
+            "stvm/loops.py",
             "stvm/models/__init__.py",
             "stvm/models/deeplab.py",
             "stvm/models/weights.py",
@@ -33,7 +34,6 @@ rule adapt:
             "stvm/progress.py",
             "stvm/runtime.py",
             "stvm/threads.py",
-            "stvm/train.py",
             "stvm/variants.py",
         ],
     output:

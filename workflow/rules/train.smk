@@ -16,6 +16,7 @@ rule train_source:
             "stvm/errors.py",
             "stvm/io.py",
             "stvm/limits.py",
+            "stvm/loops.py",
             "stvm/models/__init__.py",
             "stvm/models/deeplab.py",
             "stvm/models/weights.py",
