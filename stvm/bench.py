@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import resource
+from collections.abc import Callable
 import tempfile
 import time
 from pathlib import Path
@@ -28,7 +29,7 @@ from stvm.runtime import autocast, resolve_device
 PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0, "RTX 4090": 165.0}
 
 
-def _fake_prepared(root: Path, n: int, width: int, height: int, classes: int = 19) -> tuple[Path, Path]:
+def fake_prepared(root: Path, n: int, width: int, height: int, classes: int = 19) -> tuple[Path, Path]:
     rng = np.random.default_rng(0)
     img_dir, lab_dir = root / "images", root / "labels"
     img_dir.mkdir(parents=True)
@@ -75,18 +76,20 @@ def bare_step_seconds(arch: str, crop: int, batch: int, iters: int, dev: torch.d
     return (time.perf_counter() - t0) / iters, fc.get_total_flops() / 1e9
 
 
-def loop_seconds(stage: str, arch: str, crop: int, batch: int, iters: int, dev: torch.device, data: tuple[Path, Path]) -> float:
-    """Seconds per iteration of the real loop (slope between an n- and a 2n-iteration run)."""
+def slope_seconds(run: Callable[[int, Path], None], iters: int) -> float:
+    """Seconds per iteration of a real loop: the slope between an ``iters``- and a ``2 * iters``-
+    iteration run of ``run(n, out_dir)`` (start-up cancels); a first, untimed 2-iteration run pays the
+    one-off warm-up (allocator, kernels)."""
     times = []
-    for n in (2, iters, 2 * iters):  # the first, untimed run pays the one-off warm-up (allocator, kernels)
+    for n in (2, iters, 2 * iters):
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()
-            _run_loop(stage, arch, crop, batch, n, dev, data, Path(tmp))
+            run(n, Path(tmp))
             times.append(time.perf_counter() - t0)
     return (times[2] - times[1]) / iters
 
 
-def _run_loop(stage: str, arch: str, crop: int, batch: int, n: int, dev: torch.device, data, out: Path) -> None:
+def _run_train(arch: str, crop: int, batch: int, n: int, dev: torch.device, data, out: Path) -> None:
     from stvm.train import train_source
 
     cfg = dataclasses.replace(TrainSourceParams(), arch=arch, init="random", iterations=n, batch_size=batch,
@@ -115,9 +118,9 @@ def train_figures(arch: str, width: int, height: int, batch: int, iters: int, de
     crop = min(width, height)
     reset_peak(dev)
     with tempfile.TemporaryDirectory() as tmp:
-        data = _fake_prepared(Path(tmp), 16, width, height)
+        data = fake_prepared(Path(tmp), 16, width, height)
         bare, gflops = bare_step_seconds(arch, crop, batch, iters, dev)
-        loop = loop_seconds("train", arch, crop, batch, iters, dev, data)
+        loop = slope_seconds(lambda n, out: _run_train(arch, crop, batch, n, dev, data, out), iters)
     return {"bare_s": bare, "loop_s": loop, "it_per_s": 1.0 / loop, "gflop_per_step": gflops,
             "tflops": gflops / bare / 1e3, "peak_gpu_gib": peak_gib(dev)}
 
@@ -127,17 +130,18 @@ def peak_tflops(name: str) -> float | None:
     return next((v for k, v in PEAK_TFLOPS.items() if k in name), None)
 
 
-def run_bench(stage: str, arch: str, width: int, height: int, batch: int, iters: int, device: str) -> None:
-    """Print the benchmark figures (train or adapt stage) for one model and size."""
+def bench_device(device: str, arch: str, width: int, height: int, batch: int) -> tuple[torch.device, str]:
+    """Resolve the device and print the header line every benchmark starts with; returns (device, name)."""
     dev = resolve_device(device)
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
     print(f"device: {name} | torch {torch.__version__} | arch {arch} | image {width}x{height} "
           f"crop {min(width, height)} batch {batch}")
-    if stage == "adapt":
-        from stvm.adapt.bench import run_adapt_bench
+    return dev, name
 
-        run_adapt_bench(arch, width, height, batch, iters, dev)
-        return
+
+def run_bench(arch: str, width: int, height: int, batch: int, iters: int, device: str) -> None:
+    """Print the source-training and evaluation figures for one model and size."""
+    dev, name = bench_device(device, arch, width, height, batch)
     f = train_figures(arch, width, height, batch, iters, dev)
     eval_ips = eval_images_per_second(arch, width, height, iters, dev)
     bare, loop = f["bare_s"], f["loop_s"]

@@ -30,10 +30,10 @@ def worker(threads: int | None, iters: int, arch: str, crop: int, batch: int) ->
     import torch
 
     from stvm.adapt.loop import adapt_step, build_nets
-    from stvm.variants import VARIANTS
     from stvm.config import AdaptParams
     from stvm.models.deeplab import build_model
     from stvm.models.weights import save_model_checkpoint
+    from stvm.variants import VARIANTS
 
     cfg = dataclasses.replace(AdaptParams(), iterations=10**6, crop=crop, batch_size=batch, bn_init="source")
     torch.manual_seed(0)

@@ -158,14 +158,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
         run_threads_bench(args.jobs, args.threads, args.iters, args.arch, args.crop, args.batch)
         return 0
-    from stvm.bench import run_bench
     from stvm.config import MAX_SIDE
 
     for name, lo, hi in (("width", 8, MAX_SIDE), ("height", 8, MAX_SIDE), ("batch", 1, 4096), ("iters", 1, 10**6)):
         if not lo <= getattr(args, name) <= hi:
             raise StvmError(None, f"--{name}: expected a value in [{lo}, {hi}], got {getattr(args, name)}")
-    run_bench(stage=args.stage, arch=args.arch, width=args.width, height=args.height, batch=args.batch,
-              iters=args.iters, device=args.device)
+    if args.stage == "adapt":
+        from stvm.bench_adapt import run_adapt_bench as run
+    else:
+        from stvm.bench import run_bench as run
+    run(arch=args.arch, width=args.width, height=args.height, batch=args.batch, iters=args.iters, device=args.device)
     return 0
 
 

@@ -16,10 +16,11 @@ from pathlib import Path
 import torch
 
 from stvm.adapt.loop import adapt, adapt_step, build_nets
+from stvm.bench import bench_device, fake_prepared, peak_gib, reset_peak, slope_seconds
 from stvm.config import AdaptParams
-from stvm.variants import VARIANTS
 from stvm.models.deeplab import build_model
 from stvm.models.weights import save_model_checkpoint
+from stvm.variants import VARIANTS
 
 
 def _cfg(crop: int, batch: int, n: int) -> AdaptParams:
@@ -29,15 +30,10 @@ def _cfg(crop: int, batch: int, n: int) -> AdaptParams:
                                ckpt_every=max(n // 2, 1), metric_probe=False)
 
 
-def _loop_seconds(variant: str, src: Path, images: Path, crop: int, batch: int, iters: int, dev: torch.device) -> float:
-    times = []
-    for n in (2, iters, 2 * iters):  # the first, untimed run pays the one-off warm-up (allocator, kernels)
-        with tempfile.TemporaryDirectory() as tmp:
-            t0 = time.perf_counter()
-            adapt(_cfg(crop, batch, n), variant=variant, source_model=src, target_images=images, out=Path(tmp),
-                  seed=0, device=str(dev), show_progress=False)
-            times.append(time.perf_counter() - t0)
-    return (times[2] - times[1]) / iters
+def _run_adapt(variant: str, src: Path, images: Path, crop: int, batch: int, n: int, dev: torch.device,
+               out: Path) -> None:
+    adapt(_cfg(crop, batch, n), variant=variant, source_model=src, target_images=images, out=out, seed=0,
+          device=str(dev), show_progress=False)
 
 
 def _bare_seconds(variant: str, src: Path, images: Path, crop: int, batch: int, iters: int,
@@ -64,27 +60,26 @@ def _bare_seconds(variant: str, src: Path, images: Path, crop: int, batch: int, 
 
 def adapt_figures(arch: str, width: int, height: int, batch: int, iters: int, dev: torch.device) -> dict:
     """Per variant (ST_MT, STvM): bare and loop seconds per iteration, GFLOP/step, TFLOP/s, peak memory."""
-    from stvm.bench import _fake_prepared, peak_gib, reset_peak
-
     crop = min(width, height)
     res = {}
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        images, _ = _fake_prepared(Path(tmp) / "tgt", 16, width, height)
+        images, _ = fake_prepared(Path(tmp) / "tgt", 16, width, height)
         src = Path(tmp) / "source.pt"
         save_model_checkpoint(build_model(arch, 19), src, protocol=19, stage="bench")
         for v in ("ST_MT", "STvM"):
             reset_peak(dev)
             bare, gflops = _bare_seconds(v, src, images, crop, batch, iters, dev)
-            loop = _loop_seconds(v, src, images, crop, batch, iters, dev)
+            loop = slope_seconds(lambda n, out: _run_adapt(v, src, images, crop, batch, n, dev, out), iters)
             res[v] = {"bare_s": bare, "loop_s": loop, "it_per_s": 1.0 / loop, "gflop_per_step": gflops,
                       "tflops": gflops / bare / 1e3, "peak_gpu_gib": peak_gib(dev)}
     res["STvM_over_ST_MT"] = res["STvM"]["loop_s"] / res["ST_MT"]["loop_s"]
     return res
 
 
-def run_adapt_bench(arch: str, width: int, height: int, batch: int, iters: int, dev: torch.device) -> None:
+def run_adapt_bench(arch: str, width: int, height: int, batch: int, iters: int, device: str) -> None:
     """Print STvM and ST_MT iteration times, their ratio, and the loop overhead."""
+    dev, _ = bench_device(device, arch, width, height, batch)
     res = adapt_figures(arch, width, height, batch, iters, dev)
     for v in ("ST_MT", "STvM"):
         bare, loop = res[v]["bare_s"], res[v]["loop_s"]
