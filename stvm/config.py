@@ -5,7 +5,11 @@ types and out-of-range values with an error naming the dotted key, and returns `
 functions then receive one section (or plain arguments), never the file name.
 
 Field ``help`` metadata names the paper symbol and section where one exists; the README params table
-is generated from it (``python -m stvm params-table``).
+is generated from it (``python -m stvm params``).
+
+Why one file over 300 lines: it is the one table of every parameter (a dataclass per section with
+its default, range and help), and the loader that validates them; splitting the table would give a
+parameter two homes.
 """
 
 from __future__ import annotations
@@ -165,6 +169,8 @@ class EvaluateParams:
     flip: bool = _f(False, "Average with the horizontally flipped input.")
     batch_size: int = _f(1, "Evaluation batch size (images per forward; with flip, originals and mirrors share it).", min=1)
     save_predictions: bool = _f(False, "Also write trainId and colourised prediction PNGs.")
+    maps: int = _f(3, "Target val images (first N by name) whose prediction, confidence and reliability maps are "
+                   "written to maps/: the report's qualitative panel (0 = no panel).", min=0, max=50)
     silhouette_pixels: int = _f(
         20000, "Table VII: stride-8 val pixels the silhouette is computed on (all when fewer; else a uniform "
         "sample of this many).", min=2)
@@ -172,7 +178,6 @@ class EvaluateParams:
 
 @dataclass(frozen=True)
 class ReportParams:
-    panels: int = _f(3, "Target val images in the qualitative panel (first N by name; 0 = no panel).", min=0, max=50)
     tile_width: int = _f(256, "Width in pixels of each panel tile (images are resized to it).", min=32, max=2048)
 
 

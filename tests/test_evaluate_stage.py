@@ -46,8 +46,9 @@ def test_a_size_mismatch_is_an_error_unless_overridden(tiny, tmp_path):
 def test_a_kill_between_the_two_writes_leaves_the_old_pair(tiny, tmp_path, monkeypatch):
     out = tmp_path / "e"
     _run(tiny, out, input_size=(48, 32))
-    old = {p.name: p.read_bytes() for p in out.iterdir()}
-    assert set(old) == {"metrics.json", "scores.json", "eval_info.json", "confusion.json"}
+    old = {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert set(old) == {"metrics.json", "scores.json", "eval_info.json", "confusion.json", "index.json",
+                        *(f"{s}_{k}.png" for s in ("00000", "00001") for k in ("prediction", "confidence"))}
     real, calls = stage.write_json, []
 
     def write_json(path, obj):
@@ -59,7 +60,7 @@ def test_a_kill_between_the_two_writes_leaves_the_old_pair(tiny, tmp_path, monke
     with pytest.raises(KeyboardInterrupt):
         _run(tiny, out, input_size=(40, 24))  # another size: other numbers
     assert calls == ["confusion.json", "scores.json"]
-    assert {p.name: p.read_bytes() for p in out.iterdir()} == old
+    assert {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()} == old
     assert [p.name for p in tmp_path.iterdir()] == ["e"]  # no temporary folder left
 
 

@@ -90,7 +90,7 @@ def run_tree(tmp_path_factory):
             adapt(adapt_params(iterations=4), variant=variant, source_model=models / "Source/seed0/model.pt",
                   target_images=val[0], out=models / variant / "seed0", seed=0, device="cpu", show_progress=False)
     for run in ("Source", "AdaBN", "ST_MT", "STvM"):
-        evaluate_stage(EvaluateParams(), model_path=models / run / "seed0/model.pt", images=val[0], labels=val[1],
+        evaluate_stage(EvaluateParams(maps=2), model_path=models / run / "seed0/model.pt", images=val[0], labels=val[1],
                        out=evals / run / "seed0", device="cpu", input_size=(48, 32), show_progress=False)
         _copy_seed(root, run, offset={"Source": 1.5, "AdaBN": 0.5, "ST_MT": -2.0, "STvM": 3.25}[run])
     for role in ("source", "target"):
@@ -100,7 +100,7 @@ def run_tree(tmp_path_factory):
     (root / "data/raw/synth").mkdir(parents=True)
     (root / "data/raw/synth/synth.json").write_text(json.dumps({"generator": "stvm.data.synth", "version": 1, "seed": 0,
                                                   "width": 48, "height": 32, "shift": 1.0, "counts": {"source": 6}}))
-    (root / "params.yaml").write_text(yaml.safe_dump({"report": {"panels": 2, "tile_width": 64}}))
+    (root / "params.yaml").write_text(yaml.safe_dump({"report": {"tile_width": 64}}))
     yield root
     shutil.rmtree(root, ignore_errors=True)  # ~0.6 GB of real-size checkpoints
 
@@ -224,6 +224,19 @@ def test_report_has_every_table_plot_and_provenance_field(run_tree, report):
     assert qual.shape[1] == 6 * 64 + 5 * 4  # image, GT, Source, STvM, reliability, teacher confidence
 
 
+def test_report_draws_the_panel_from_files_without_any_model(run_tree, report, tmp_path):
+    """The report rebuilds no network: with every model.pt gone it draws the same panel from maps/."""
+    out, _ = report
+    bare = tmp_path / "tree"
+    shutil.copytree(run_tree, bare, ignore=shutil.ignore_patterns("model.pt", "ckpt"))
+    assert not list(bare.rglob("model.pt"))
+    assert _report(bare, tmp_path / "report") == 0
+    assert (tmp_path / "report/figures/qualitative.png").read_bytes() == (out / "figures/qualitative.png").read_bytes()
+    next((bare / "results/eval/STvM/seed0/maps").glob("*_reliability.png")).unlink()
+    assert _report(bare, tmp_path / "report2") == 2  # a missing map is an error naming it, no half report
+    assert not (tmp_path / "report2").exists()
+
+
 def test_report_numbers_equal_the_metrics_files(run_tree, report):
     out, page = report
     per_seed = {(r["run"], r["seed"]): r for r in _rows(page.tables["per_seed"])}
@@ -343,9 +356,9 @@ def test_line_chart_is_legible_size_and_draws_lines():
 
 
 def test_report_params_are_validated():
-    assert params_from_dict({"report": {"panels": 0}}).report.panels == 0
-    with pytest.raises(StvmError, match=r"^report\.panels"):
-        params_from_dict({"report": {"panels": -1}})
+    assert params_from_dict({"evaluate": {"maps": 0}}).evaluate.maps == 0
+    with pytest.raises(StvmError, match=r"^evaluate\.maps"):
+        params_from_dict({"evaluate": {"maps": -1}})
     with pytest.raises(StvmError, match=r"^report\.colour"):
         params_from_dict({"report": {"colour": 1}})
 

@@ -1,7 +1,7 @@
 """A checkpoint's networks for inspection: the evaluated network, its mean teacher and metric head M.
 
-Shared by ``stvm predict`` (confidence and reliability maps beside the predictions) and the report's
-qualitative panel. The reliability map is Eq. 4 of the checkpoint's own M (``meta['metric_head']``)
+Shared by ``stvm predict`` (confidence and reliability maps beside the predictions) and the evaluate
+stage's maps (``stvm.evaluate.maps``, drawn by the report's qualitative panel). The reliability map is Eq. 4 of the checkpoint's own M (``meta['metric_head']``)
 on the teacher's F features, read at the teacher's pseudo-label, with the run's alpha and beta
 (``meta['params']``), exactly as in training; the teacher (``meta['teacher']``) gives the confidence
 (max softmax), or the network itself when the checkpoint has no teacher.
@@ -21,7 +21,7 @@ from stvm.errors import StvmError
 
 
 @dataclass(frozen=True)
-class Nets:
+class LoadedNets:
     """The evaluated network of one checkpoint, its teacher and metric head (None when absent)."""
 
     model: torch.nn.Module
@@ -30,7 +30,7 @@ class Nets:
     meta: dict
 
 
-def load_nets(path: Path, device: torch.device) -> Nets:
+def load_nets(path: Path, device: torch.device) -> LoadedNets:
     """Rebuild the evaluated network and, when the checkpoint carries them, its teacher and M."""
     from stvm.adapt.metric import MetricHead
     from stvm.models.deeplab import build_head
@@ -50,7 +50,7 @@ def load_nets(path: Path, device: torch.device) -> Nets:
         metric = MetricHead(build_head(meta["arch"], model.feature_channels, n_f), model.num_classes, n_f)
         metric.load_state_dict(state)
         metric.to(device).eval()
-    return Nets(model, teacher, metric, meta)
+    return LoadedNets(model, teacher, metric, meta)
 
 
 @torch.inference_mode()
@@ -60,13 +60,13 @@ def probs(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False).softmax(1)[0]
 
 
-def confidence_map(nets: Nets, x: torch.Tensor) -> np.ndarray:
+def confidence_map(nets: LoadedNets, x: torch.Tensor) -> np.ndarray:
     """Max softmax of the teacher (or of the network without one), HxW float32 in [0, 1]."""
     return probs(nets.teacher or nets.model, x).max(0).values.float().cpu().numpy()
 
 
 @torch.inference_mode()
-def reliability_map(nets: Nets, x: torch.Tensor) -> np.ndarray:
+def reliability_map(nets: LoadedNets, x: torch.Tensor) -> np.ndarray:
     """Eq. 4 reliability of the teacher's pseudo-labels, as in training (HxW in [0, 1])."""
     from stvm.adapt.losses import reliability
     from stvm.adapt.metric import distance_to_prediction
@@ -80,3 +80,8 @@ def reliability_map(nets: Nets, x: torch.Tensor) -> np.ndarray:
     dist = nets.metric.distances(nets.metric(net.features(x)))
     w = reliability(distance_to_prediction(dist, pseudo), float(params["alpha"]), float(params["beta"]))
     return w[0].float().cpu().numpy()
+
+
+def to_u8(values: np.ndarray) -> np.ndarray:
+    """A [0, 1] map as the 8-bit image written to disk (x255, rounded, clipped)."""
+    return np.clip(np.round(values * 255.0), 0, 255).astype(np.uint8)

@@ -33,7 +33,7 @@ from stvm.data.readers import IMAGE_SUFFIXES, read_image, tree_stems
 from stvm.digest import file_sha256
 from stvm.errors import StvmError
 from stvm.evaluate.inference import predict_logits
-from stvm.evaluate.nets import Nets, confidence_map, load_nets, reliability_map
+from stvm.evaluate.nets import LoadedNets, confidence_map, load_nets, reliability_map, to_u8
 from stvm.io import read_json, write_json
 from stvm.progress import ProgressBar
 from stvm.runtime import autocast, resolve_device
@@ -80,7 +80,7 @@ def _outputs(out: Path, stem: str, maps: list[str]) -> list[Path]:
     return [out / d / f"{stem}.png" for d in ("pred", "color", "overlay", *maps)]
 
 
-def _write(out: Path, stem: str, img: np.ndarray, pred: np.ndarray, nets: Nets, x: torch.Tensor,
+def _write(out: Path, stem: str, img: np.ndarray, pred: np.ndarray, nets: LoadedNets, x: torch.Tensor,
            maps: list[str]) -> None:
     """Every output file of one image (maps computed single-scale on ``x``, 1x3xHxW)."""
     color = colorize(pred, 19)
@@ -90,7 +90,7 @@ def _write(out: Path, stem: str, img: np.ndarray, pred: np.ndarray, nets: Nets, 
     write_png(out / "overlay" / f"{stem}.png", overlay.astype(np.uint8))
     for name in maps:
         values = confidence_map(nets, x) if name == "confidence" else reliability_map(nets, x)
-        write_png(out / name / f"{stem}.png", np.clip(np.round(values * 255.0), 0, 255).astype(np.uint8))
+        write_png(out / name / f"{stem}.png", to_u8(values))
 
 
 def predict_folder(

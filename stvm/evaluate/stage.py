@@ -6,7 +6,7 @@ numbers, in ``eval_info.json``, so an evaluation folder is self-describing).
 
 The input size is the prepared images' own size, checked against the size the model records it
 was trained at (a mismatch is an error; ``input_size`` is the stated override). The output folder
-(``metrics.json``, ``confusion.json``, predictions) is written whole into a temporary folder and
+(``metrics.json``, ``confusion.json``, the panel's ``maps/``, predictions) is written whole into a temporary folder and
 renamed, so a reader never sees a new confusion matrix beside old metrics.
 """
 
@@ -19,9 +19,10 @@ from typing import Any
 import numpy as np
 
 from stvm.config import EvaluateParams, section_dict
-from stvm.evaluate.inference import evaluate_folder
 from stvm.data.datasets import prepared_size
 from stvm.errors import StvmError
+from stvm.evaluate.inference import evaluate_folder
+from stvm.evaluate.maps import write_maps
 from stvm.evaluate.metrics import flatten_metrics
 from stvm.io import atomic_dir, prepare_out_dir, write_json
 from stvm.models.weights import load_model_checkpoint
@@ -61,6 +62,7 @@ def evaluate_stage(
         metrics["evaluation"]["wall_seconds"] = round(time.perf_counter() - t0, 2)
         write_json(tmp / "confusion.json", metrics.pop("_confusion"))
         _write_split(tmp, metrics)
+        write_json(tmp / "maps" / "index.json", write_maps(tmp, model_path, images, cfg.maps, input_size, dev))
     return metrics
 
 

@@ -1,36 +1,53 @@
 """Qualitative panel: target val image, ground truth, Source and adapted predictions, reliability and confidence.
 
-For each of the first N target val images (sorted by name), one row of tiles side by side:
+For each image whose maps the evaluate stage wrote (``evaluate.maps``: the first N target val images
+by name; ``stvm.evaluate.maps``), one row of tiles side by side:
 image | ground truth | Source prediction | adapted prediction | reliability | teacher confidence.
-Labels are colourised with the Cityscapes palette. The reliability map is Eq. 4 of the adapted
-checkpoint's own metric network M (``meta['metric_head']``) on the teacher's F features, read at
-the teacher's pseudo-label, with the run's alpha and beta (``meta['params']``), exactly as in
-training. The teacher (``meta['teacher']``) gives the confidence (max softmax); without a mean
-teacher the adapted network's own confidence is shown and the column says so.
+Labels are colourised with the Cityscapes palette, the maps drawn in viridis. Every tile is read
+from a file (the prepared val image and label, the evaluations' ``maps/``): the report rebuilds no
+network. Without a mean teacher the adapted network's own confidence is shown and the column says so.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
-import torch
 
-from stvm.data.images import normalize, read_label, read_rgb
+from stvm.data.images import read_label, read_rgb
 from stvm.data.labels import colorize, protocol_class_names, protocol_lut, protocol_palette
 from stvm.errors import StvmError
-from stvm.evaluate.nets import Nets, confidence_map, load_nets, reliability_map
-from stvm.evaluate.nets import probs as _probs
+from stvm.io import read_json
 from stvm.report.figures import BLACK, FONT, GREY
 
 HEADER = 28  # height of the column-title bar, pixels
 
 
+def heat_u8(u8: np.ndarray) -> np.ndarray:
+    """An 8-bit map (0..255 for 0..1) -> RGB with the viridis colour map."""
+    return cv2.cvtColor(cv2.applyColorMap(u8, cv2.COLORMAP_VIRIDIS), cv2.COLOR_BGR2RGB)
+
+
 def heat(values: np.ndarray) -> np.ndarray:
     """Values in [0, 1] -> RGB with the viridis colour map."""
-    u8 = np.clip(np.round(values * 255.0), 0, 255).astype(np.uint8)
-    return cv2.cvtColor(cv2.applyColorMap(u8, cv2.COLORMAP_VIRIDIS), cv2.COLOR_BGR2RGB)
+    return heat_u8(np.clip(np.round(values * 255.0), 0, 255).astype(np.uint8))
+
+
+def read_maps_index(eval_dir: Path) -> dict[str, Any]:
+    """What an evaluation wrote under ``maps/`` (its ``index.json``), checked."""
+    path = eval_dir / "maps" / "index.json"
+    if not path.is_file():
+        raise StvmError(path, "no maps index: the evaluation predates maps/ (run its evaluate stage again)")
+    index = read_json(path)
+    if not isinstance(index, dict) or not isinstance(index.get("images"), list):
+        raise StvmError(path, "not an stvm maps index (no 'images' list)")
+    return index
+
+
+def _map(eval_dir: Path, stem: str, kind: str) -> np.ndarray:
+    return read_label(eval_dir / "maps" / f"{stem}_{kind}.png")  # single-channel 8-bit PNG, errors name it
 
 
 def _label_tiles(protocol: int, label_path: Path, size: tuple[int, int]) -> np.ndarray:
@@ -40,32 +57,30 @@ def _label_tiles(protocol: int, label_path: Path, size: tuple[int, int]) -> np.n
     return colorize(lab, protocol)
 
 
-def panel_row(image: Path, label: Path, source: Nets, adapted: Nets | None, size: tuple[int, int],
-              device: torch.device) -> list[np.ndarray]:
-    """The tiles of one image (all RGB at ``size`` = (W, H))."""
-    protocol = int(source.meta.get("protocol", 19))
+def panel_row(image: Path, label: Path, stem: str, source: tuple[Path, dict], adapted: tuple[Path, dict] | None,
+              protocol: int, size: tuple[int, int]) -> list[np.ndarray]:
+    """The tiles of one image (all RGB at ``size`` = (W, H)); ``source``/``adapted`` are
+    (evaluation folder, its maps index)."""
     rgb = read_rgb(image)
     if rgb.shape[1::-1] != tuple(size):
         rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_LINEAR)
-    x = normalize(rgb)[None].to(device)
-    source_pred = _probs(source.model, x).argmax(0).cpu().numpy()
-    tiles = [rgb, _label_tiles(protocol, label, size), colorize(source_pred, protocol)]
+    tiles = [rgb, _label_tiles(protocol, label, size), colorize(_map(source[0], stem, "prediction"), protocol)]
     last = adapted or source
     if adapted is not None:
-        tiles.append(colorize(_probs(adapted.model, x).argmax(0).cpu().numpy(), protocol))
-    if last.metric is not None:
-        tiles.append(heat(reliability_map(last, x)))
-    tiles.append(heat(confidence_map(last, x)))
+        tiles.append(colorize(_map(adapted[0], stem, "prediction"), protocol))
+    if last[1].get("reliability"):
+        tiles.append(heat_u8(_map(last[0], stem, "reliability")))
+    tiles.append(heat_u8(_map(last[0], stem, "confidence")))
     return tiles
 
 
-def column_titles(adapted_name: str | None, adapted: Nets | None, source: Nets) -> list[str]:
-    """Titles matching ``panel_row``'s tiles."""
+def column_titles(adapted_name: str | None, adapted: dict | None, source: dict) -> list[str]:
+    """Titles matching ``panel_row``'s tiles (``adapted``/``source``: the maps indexes)."""
     last, name = (adapted, adapted_name) if adapted is not None else (source, "Source")
     titles = ["target image", "ground truth", "Source"] + ([adapted_name] if adapted is not None else [])
-    if last.metric is not None:
+    if last.get("reliability"):
         titles.append(f"reliability w ({name})")
-    titles.append(f"teacher confidence ({name})" if last.teacher is not None else f"confidence ({name})")
+    titles.append(f"teacher confidence ({name})" if last.get("confidence_of") == "teacher" else f"confidence ({name})")
     return titles
 
 
@@ -123,16 +138,18 @@ def _colour_bar(width: int) -> np.ndarray:
     return out
 
 
-def qualitative_panel(images: Path, labels: Path, source_model: Path, adapted_model: Path | None,
-                      adapted_name: str | None, n: int, size: tuple[int, int], tile_w: int,
-                      device: torch.device) -> tuple[np.ndarray, list[str]]:
-    """The panel image for the first ``n`` val images, and the image names used."""
-    stems = sorted(p.name for p in images.glob("*.png"))[:n]
+def qualitative_panel(images: Path, labels: Path, source_eval: Path, adapted_eval: Path | None,
+                      adapted_name: str | None, protocol: int, tile_w: int) -> tuple[np.ndarray, list[str], tuple[int, int]] | None:
+    """The panel image of the images whose maps the evaluations wrote, the image names and the size
+    they were drawn at; None when the evaluations wrote no maps (``evaluate.maps`` 0)."""
+    source = (source_eval, read_maps_index(source_eval))
+    adapted = (adapted_eval, read_maps_index(adapted_eval)) if adapted_eval is not None else None
+    stems = [str(s) for s in source[1]["images"]]
     if not stems:
-        raise StvmError(images, "no target val images for the qualitative panel")
-    source = load_nets(source_model, device)
-    adapted = load_nets(adapted_model, device) if adapted_model is not None else None
-    rows = [panel_row(images / s, labels / s, source, adapted, size, device) for s in stems]
-    titles = column_titles(adapted_name, adapted, source)
-    return compose(rows, titles, tile_w, int(source.meta.get("protocol", 19))), stems
-
+        return None
+    size = tuple(int(v) for v in source[1].get("input_size", ()))
+    if len(size) != 2:
+        raise StvmError(source_eval / "maps" / "index.json", "no input_size [width, height]")
+    rows = [panel_row(images / f"{s}.png", labels / f"{s}.png", s, source, adapted, protocol, size) for s in stems]
+    titles = column_titles(adapted_name, adapted[1] if adapted else None, source[1])
+    return compose(rows, titles, tile_w, protocol), stems, size

@@ -86,13 +86,8 @@ def _seed_mean(per_seed: dict[int, dict[str, list[float]]], col: str) -> tuple[l
     return common, [sum(r[i] for r in rows) / len(rows) for i in common]
 
 
-def panel_figure(cfg: ReportParams, res: Results, models_root: Path, prepared_root: Path,
-                 device: str) -> render.Figure | None:
-    """The qualitative panel of the first ``cfg.panels`` target val images (first seed)."""
-    if cfg.panels == 0:
-        return None
-    import torch
-
+def panel_figure(cfg: ReportParams, res: Results, prepared_root: Path) -> render.Figure | None:
+    """The qualitative panel from the maps the evaluations wrote (first seed; ``evaluate.maps`` images)."""
     from stvm.report.panels import qualitative_panel
 
     run = panel_run(res)
@@ -103,14 +98,14 @@ def panel_figure(cfg: ReportParams, res: Results, models_root: Path, prepared_ro
     # the same seed for both when they share one; else the one source model and the first adaptation seed
     both = src_seeds & run_seeds
     src_seed, seed = (min(both), min(both)) if both else (min(src_seeds), min(run_seeds))
-    size = tuple(res.evals[run or "Source"][seed].get("evaluation", {}).get("input_size", ()))
-    if len(size) != 2:
-        size = tuple(res.manifests["target"].get("size", (0, 0)))
     val = prepared_root / "target" / "val"
-    img, stems = qualitative_panel(
-        val / "images", val / "labels", models_root / "Source" / f"seed{src_seed}" / "model.pt",
-        models_root / run / f"seed{seed}" / "model.pt" if run else None, run, cfg.panels,
-        (int(size[0]), int(size[1])), cfg.tile_width, torch.device(device))
+    panel = qualitative_panel(
+        val / "images", val / "labels", res.files[f"eval/Source/seed{src_seed}"].parent,
+        res.files[f"eval/{run}/seed{seed}"].parent if run else None, run,
+        int(res.evals["Source"][src_seed].get("protocol", 19)), cfg.tile_width)
+    if panel is None:
+        return None
+    img, stems, size = panel
     caption = (f"Source seed {src_seed}, adaptation seed {seed}; images {', '.join(stems)} of data/prepared/target/val at the evaluation input size "
                f"{size[0]}x{size[1]}; labels in the Cityscapes palette, black = ignore; maps in viridis, 0 to 1.")
     return render.Figure("qualitative", "Qualitative results", figures.png_bytes(img), caption)
@@ -129,19 +124,19 @@ def intro(res: Results, info: dict[str, Any]) -> str:
             f"DeepLabV2-R101 or DeepLabV3-R50; a run on the synthetic benchmark is not expected to reach them.")
 
 
-def build_sections(cfg: ReportParams, res: Results, models_root: Path, prepared_root: Path, params_path: Path,
+def build_sections(cfg: ReportParams, res: Results, prepared_root: Path, params_path: Path,
                    device: str) -> list[render.Section]:
     """All sections of the report, in reading order."""
     info = run_info(res)
     t = tables_for(res)
-    panel = panel_figure(cfg, res, models_root, prepared_root, device)
+    panel = panel_figure(cfg, res, prepared_root)
     return [
         render.Section("Summary", intro(res, info)),
         render.Section("Ablation", tables=[t["ablation"]]),
         render.Section("Per-class IoU", tables=[x for x in (t["per_class"], t.get("cross_city")) if x]),
         render.Section("Variance and metric space", tables=[t["variance"], t["silhouette"], t["per_seed"]]),
         render.Section("Training curves", figures=curve_figures(res)),
-        render.Section("Qualitative results", "" if panel else "No panel (report.panels is 0 or no Source run).",
+        render.Section("Qualitative results", "" if panel else "No panel (evaluate.maps is 0 or no Source run).",
                        figures=[panel] if panel else []),
         render.Section("Provenance", tables=[
             provenance.provenance_table(res, info, params_path, device), provenance.datasets_table(res),
@@ -169,7 +164,7 @@ def report_stage(cfg: ReportParams, *, eval_root: Path, models_root: Path, prepa
     from stvm.runtime import resolve_device
 
     res = collect_results(eval_root, models_root, prepared_root, synth)
-    sections = build_sections(cfg, res, models_root, prepared_root, params_path, str(resolve_device(device)))
+    sections = build_sections(cfg, res, prepared_root, params_path, str(resolve_device(device)))
     write_report(out, sections)
     return {"out": str(out), "runs": res.runs, "seeds": res.seeds,
             "tables": [t.name for s in sections for t in s.tables],
