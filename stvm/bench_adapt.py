@@ -15,7 +15,8 @@ from pathlib import Path
 
 import torch
 
-from stvm.adapt.loop import adapt, adapt_step, build_nets
+from stvm.adapt.loop import adapt
+from stvm.adapt.step import adapt_step, build_nets
 from stvm.bench import bench_device, fake_prepared, peak_gib, reset_peak, slope_seconds
 from stvm.config import AdaptParams
 from stvm.models.deeplab import build_model

@@ -29,7 +29,7 @@ def worker(threads: int | None, iters: int, arch: str, crop: int, batch: int) ->
 
     import torch
 
-    from stvm.adapt.loop import adapt_step, build_nets
+    from stvm.adapt.step import adapt_step, build_nets
     from stvm.config import AdaptParams
     from stvm.models.deeplab import build_model
     from stvm.models.weights import save_model_checkpoint

@@ -7,7 +7,8 @@ import pytest
 import torch
 import yaml
 
-from stvm.adapt.loop import adapt, adapt_step, build_nets
+from stvm.adapt.loop import adapt
+from stvm.adapt.step import adapt_step, build_nets
 from stvm.variants import VARIANTS
 from stvm.data.images import IMAGENET_MEAN, IMAGENET_STD
 from stvm.io import load_checkpoint
@@ -216,7 +217,7 @@ def test_mocm_pastes_from_earlier_batches_only(source):
 def test_metric_weights_come_from_m_in_eval_mode(source):
     """A DeepLabV3-style M (dropout, BN) gives the same reliability for the same input twice."""
     from stvm.adapt.losses import reliability
-    from stvm.adapt.loop import metric_step
+    from stvm.adapt.step import metric_step
     from stvm.adapt.metric import ClassThresholds, MetricHead, distance_to_prediction
     from stvm.models.deeplab import build_head
 
