@@ -1,0 +1,183 @@
+"""The ``stvm`` command line: every subcommand's arguments (the handlers are in ``stvm.cli``).
+
+Why its own module: the argument table is long and changes with every option; keeping it apart
+leaves ``stvm.cli`` as the handlers (one library call each) and the error handling around them.
+Imports nothing heavy, so ``stvm --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from stvm.config import SHIFT_PART_NAMES
+from stvm.variants import VARIANTS
+
+DEFAULT_PARAMS = Path("params.yaml")
+
+
+def _size(text: str) -> tuple[int, int]:
+    """``WxH`` -> (W, H) for ``--input-size``."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, e.g. 1024x512, got {text[:40]!r}") from None
+    return w, h
+
+
+def build_parser(handlers: Mapping[str, Callable[[argparse.Namespace], int]], description: str) -> argparse.ArgumentParser:
+    """The full argument parser; ``handlers`` maps each command name to its handler function."""
+    ap = argparse.ArgumentParser(prog="stvm", description=description)
+    sub = ap.add_subparsers(dest="command", required=True, metavar="STAGE")
+
+    def stage(name: str, help: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help, description=help)
+        sp.add_argument("--params", type=Path, default=DEFAULT_PARAMS, help="params file (default: params.yaml)")
+        sp.add_argument("--quiet", action="store_true", help="no progress output")
+        sp.set_defaults(fn=handlers[name])
+        return sp
+
+    sp = stage("benchmark", "The synthetic benchmark tier: source model, shift parts, Oracle, then Table IV "
+               "(resumable; README 'Benchmark').")
+    sp.add_argument("--out", type=Path, default=Path("results/benchmark"), help="output folder (default: results/benchmark)")
+    sp.add_argument("--phase", choices=["all", "properties", "table"], default="all",
+                    help="properties: what the benchmark is (frozen before variants run); table: Table IV on it")
+
+    sp = stage("synth", "Write the built-in synthetic benchmark (GTA5-format source, Cityscapes-format target).")
+    sp.add_argument("--out", type=Path, required=True, help="output root (writes OUT/source and OUT/target)")
+    sp.add_argument("--seed", type=int, help="override synth.seed")
+    sp.add_argument("--only-part", choices=[*SHIFT_PART_NAMES, "none"],
+                    help="keep only this part of the shift (at its synth.parts strength), the others off; "
+                         "none = every part off (both domains drawn alike)")
+    sp.add_argument("--preview", type=Path, help="also write a PNG preview of both domains")
+
+    sp = stage("prepare", "Read a raw dataset, remap labels to trainIds, resize, write a prepared dataset.")
+    sp.add_argument("--dataset", required=True, choices=["gta5", "synthia", "cityscapes", "nthu", "folder"],
+                    help="folder: every PNG/JPEG under --root (nested), e.g. your own frames")
+    sp.add_argument("--root", type=Path, required=True, help="raw dataset root, exactly as distributed")
+    sp.add_argument("--labels", type=Path, help="folder only: label PNGs at the images' relative paths (-> val)")
+    sp.add_argument("--label-encoding", choices=["cityscapes", "trainids"],
+                    help="folder only: Cityscapes ids (default) or trainIds in the label PNGs")
+    sp.add_argument("--role", choices=["source", "target"],
+                    help="take --labels/--label-encoding from params data.<role> (dvc.yaml passes it)")
+    sp.add_argument("--out", type=Path, required=True, help="prepared dataset folder (must not exist)")
+    sp.add_argument("--city", default="", help="NTHU Cross-City city: Rome, Rio, Tokyo or Taipei")
+    sp.add_argument("--holdout", type=int, help="override prepare.source_holdout (gta5/synthia only)")
+    sp.add_argument("--workers", type=int, help="override prepare.workers")
+    sp.add_argument("--overwrite", action="store_true", help="replace an existing output")
+
+    sp = stage("train_source", "Supervised training of the source model on a prepared labelled split.")
+    sp.add_argument("--images", type=Path, required=True)
+    sp.add_argument("--labels", type=Path, required=True)
+    sp.add_argument("--out", type=Path, required=True, help="run folder: model.pt, ckpt/, plots/")
+    sp.add_argument("--seed", type=int, help="override common.seed")
+    sp.add_argument("--stop-after", type=int, help=argparse.SUPPRESS)
+
+    sp = stage("adapt", "STvM source-free adaptation (or an ablation variant) on unlabeled target images.")
+    sp.add_argument("--variant", required=True, choices=list(VARIANTS))
+    sp.add_argument("--source-model", type=Path, required=True, help="source model.pt (stvm format)")
+    sp.add_argument("--target-images", type=Path, required=True, help="prepared target train images (no labels)")
+    sp.add_argument("--out", type=Path, required=True)
+    sp.add_argument("--seed", type=int, help="override common.seed")
+    sp.add_argument("--stop-after", type=int, help=argparse.SUPPRESS)
+
+    sp = stage("evaluate", "mIoU (per protocol, single- or multi-scale) of a model on prepared target val.")
+    sp.add_argument("--model", type=Path, required=True)
+    sp.add_argument("--images", type=Path, required=True)
+    sp.add_argument("--labels", type=Path, required=True)
+    sp.add_argument("--out", type=Path, required=True, help="folder: metrics.json (+ predictions)")
+    sp.add_argument("--input-size", type=_size, metavar="WxH",
+                    help="resize the images to WxH (default: the prepared images' own size, which must be "
+                         "the size the model was trained at); a stated override, recorded in metrics.json")
+
+    sp = sub.add_parser("predict", help="Segment every PNG/JPEG under a folder at its own size (trainId, colour and "
+                        "overlay PNGs; resumable).")
+    sp.add_argument("--model", type=Path, required=True, help="stvm model.pt (source, adapted or imported)")
+    sp.add_argument("--images", type=Path, required=True, help="folder of images (nested folders are read too)")
+    sp.add_argument("--out", type=Path, required=True, help="folder: pred/, color/, overlay/ (+ maps), predict.json")
+    sp.add_argument("--params", type=Path, help="params file for evaluate.scales/flip/batch_size and common.device "
+                    "(default: built-in defaults)")
+    sp.add_argument("--scales", type=float, nargs="+", help="MST scales (override evaluate.scales)")
+    sp.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None, help="average with the flipped input")
+    sp.add_argument("--batch-size", type=int, help="images per batch (equal sizes only; override evaluate.batch_size)")
+    sp.add_argument("--maps", action="store_true", help="also write the teacher's confidence and, when the checkpoint "
+                    "carries M, the reliability map")
+    sp.add_argument("--device", choices=["auto", "cpu", "cuda"], help="override common.device")
+    sp.add_argument("--overwrite", action="store_true", help="replace predictions made with another model/settings")
+    sp.add_argument("--quiet", action="store_true", help="no progress output")
+    sp.set_defaults(fn=handlers["predict"])
+
+    sp = sub.add_parser("export", help="Export a model to TorchScript or ONNX, checked against PyTorch's logits, with "
+                        "its preprocessing in FILE.json.")
+    sp.add_argument("--model", type=Path, required=True, help="stvm model.pt")
+    sp.add_argument("--out", type=Path, required=True, help="FILE.onnx (ONNX) or FILE.pt/.ts (TorchScript)")
+    sp.add_argument("--format", choices=["onnx", "torchscript"], help="override the format the suffix implies")
+    sp.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    sp.set_defaults(fn=handlers["export"])
+
+    sp = sub.add_parser("score", help="Score a folder of trainId prediction PNGs against labels (JSON on stdout).")
+    sp.add_argument("--pred", type=Path, required=True)
+    sp.add_argument("--gt", type=Path, required=True)
+    sp.add_argument("--protocol", type=int, choices=[19, 16, 13], default=19)
+    sp.set_defaults(fn=handlers["score"])
+
+    sp = sub.add_parser("bench", help="Throughput, peak memory and loop overhead (a benchmark, not a test).")
+    sp.add_argument("--stage", choices=["train", "adapt", "threads"], default="train",
+                    help="threads: concurrent jobs with and without thread control")
+    sp.add_argument("--arch", default="deeplabv2_r18")
+    sp.add_argument("--width", type=int, default=256)
+    sp.add_argument("--height", type=int, default=128)
+    sp.add_argument("--batch", type=int, default=2)
+    sp.add_argument("--iters", type=int, default=10)
+    sp.add_argument("--device", default="auto")
+    sp.add_argument("--jobs", type=int, default=2, help="--stage threads: concurrent processes")
+    sp.add_argument("--threads", type=int, default=1, help="--stage threads: threads per process when controlled")
+    sp.add_argument("--crop", type=int, default=64, help="--stage threads: crop size (the demo's)")
+    sp.set_defaults(fn=handlers["bench"])
+
+    sp = sub.add_parser("summary", help="Table IV-style ablation (mean ± std, min over seeds) from metrics files.")
+    sp.add_argument("--eval", type=Path, default=Path("results/eval"), help="folder of <run>/seed<k>/metrics.json")
+    sp.add_argument("--metric", default="miou", help="metric key (e.g. miou, miou13)")
+    sp.add_argument("--out", type=Path, help="also write OUT/<run>.json (mean, std, min, seeds; a DVC metrics folder)")
+    sp.set_defaults(fn=handlers["summary"])
+
+    sp = sub.add_parser("compare", help="DVC experiments side by side: differing params, per-run mean ± std (min) "
+                        "mIoU (`dvc exp show` without the dependency-hash columns).")
+    sp.add_argument("--from", dest="saved", type=Path, help="read saved `dvc exp show --json` output instead of running dvc")
+    sp.add_argument("-A", "--all-commits", action="store_true", help="experiments of all commits (dvc exp show -A)")
+    sp.set_defaults(fn=handlers["compare"])
+
+    sp = stage("report", "Report of a pipeline run: paper-style tables, curves, panels, provenance (md, html, CSV).")
+    sp.add_argument("--eval", type=Path, default=Path("results/eval"), help="folder of <run>/seed<k>/metrics.json")
+    sp.add_argument("--models", type=Path, default=Path("results/models"),
+                    help="folder of <run>/seed<k>/ (metrics, plots, model.pt)")
+    sp.add_argument("--prepared", type=Path, default=Path("data/prepared"),
+                    help="prepared datasets (<role>/manifest.json, target/val)")
+    sp.add_argument("--synth", type=Path, help="synthetic benchmark summary (data/raw/synth/synth.json), if used")
+    sp.add_argument("--out", type=Path, default=Path("results/report"), help="report folder (replaced as a whole)")
+
+    sp = sub.add_parser("import", help="Import a source model trained elsewhere: AdaptSegNet/ADVENT DeepLabV2 .pth, "
+                        "torchvision deeplabv3_resnet50, or an stvm file of another version.")
+    sp.add_argument("--pth", type=Path, required=True, help="the foreign checkpoint (loaded weights-only)")
+    sp.add_argument("--out", type=Path, required=True, help="stvm model.pt to write (e.g. results/models/Source/seed0/model.pt)")
+    sp.add_argument("--source", choices=["deeplabv2", "torchvision-deeplabv3", "stvm"], default="deeplabv2",
+                    help="deeplabv2: AdaptSegNet/ADVENT DeepLabV2-R101 (default); torchvision-deeplabv3: a "
+                         "torchvision deeplabv3_resnet50 state dict; stvm: an stvm model, train or adapt checkpoint "
+                         "of another version")
+    sp.add_argument("--replace-head", action="store_true",
+                    help="torchvision-deeplabv3: replace a head of another class count (21 COCO/VOC classes) by a "
+                         "fresh random one (warns; train it before adapting)")
+    sp.add_argument("--protocol", type=int, choices=[19, 16, 13],
+                    help="class protocol (default 19; stvm files keep theirs)")
+    sp.add_argument("--aspp-branches", type=int, choices=[1, 2, 3, 4], help="2 for AdaptSegNet checkpoints (see README)")
+    sp.set_defaults(fn=handlers["import"])
+
+    sp = stage("params", "Validate params.yaml and print the parameter table.")
+
+    sp = sub.add_parser("deps", help="Code files each stage command imports (the DAG files' code dependencies).")
+    sp.add_argument("command_names", nargs="*", metavar="COMMAND", help="stage command(s), e.g. adapt")
+    sp.add_argument("--write", action="store_true", help="rewrite dvc.yaml and workflow/rules/*.smk code entries")
+    sp.add_argument("--check", action="store_true", help="exit 1 if dvc.yaml or a rules file is out of date")
+    sp.set_defaults(fn=handlers["deps"])
+    return ap
