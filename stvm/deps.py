@@ -53,6 +53,13 @@ def _imports(nodes: list[ast.AST], current: str, is_pkg: bool, root: Path) -> se
     return {n for n in found if n.split(".")[0] == "stvm" and module_file(n, root)}
 
 
+def imports_of(path: Path, root: Path = ROOT) -> set[str]:
+    """The stvm modules the file ``path`` imports anywhere (lazy, relative and package imports
+    included): the edges of the import graph ``tests/test_architecture.py`` checks."""
+    tree = ast.parse(path.read_text(), str(path))
+    return _imports([tree], _module_name(path, root), path.name == "__init__.py", root)
+
+
 def _with_parents(name: str) -> set[str]:
     parts = name.split(".")
     return {".".join(parts[:i]) for i in range(1, len(parts) + 1)}

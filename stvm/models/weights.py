@@ -6,6 +6,9 @@ unexpected keys and shape mismatches (never a ``load_state_dict`` traceback). Fi
 unpickling is refused. Common wrappers are unwrapped: ``{'state_dict': ...}`` / ``{'model': ...}``
 and the ``module.`` prefix of ``DataParallel``.
 
+Why one file over 300 lines: every way weights enter a model (ImageNet init, the external caffe
+DeepLabV2 layout, our own checkpoints) shares the same key/shape checking and error reporting.
+
 External DeepLabV2-R101 import (``import_external_deeplabv2``)
 --------------------------------------------------------------
 Layout of AdaptSegNet (``model/deeplab.py``, ``model/deeplab_multi.py``) and ADVENT

@@ -4,6 +4,9 @@ Every number comes from a file the pipeline wrote (``results/eval/<run>/seed<k>/
 ``results/models/<run>/seed<k>/{train,adapt}_metrics.json`` and ``plots/*.csv``) or from the
 paper's tables shipped as CSV (``stvm.report.paper``). A missing or corrupt file is a
 ``StvmError`` naming it. ``collect``/``ablation_rows``/``ablation_markdown`` serve ``stvm summary``.
+
+Why one file over 300 lines: the reading of every results file and the tables built from them share
+the ``Results`` structure; each table is a function of a screen or less.
 """
 
 from __future__ import annotations
