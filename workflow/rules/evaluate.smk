@@ -7,7 +7,12 @@ rule evaluate_source:
         code=[
             "stvm/__init__.py",
             "stvm/__main__.py",
+            "stvm/adapt/__init__.py",
+            "stvm/adapt/augment.py",
+            "stvm/adapt/losses.py",
+            "stvm/adapt/metric.py",
             "stvm/cli.py",
+            "stvm/cli_parser.py",
             "stvm/compat.py",
             "stvm/config.py",
             "stvm/data/__init__.py",
@@ -19,7 +24,9 @@ rule evaluate_source:
             "stvm/errors.py",
             "stvm/evaluate/__init__.py",
             "stvm/evaluate/inference.py",
+            "stvm/evaluate/maps.py",
             "stvm/evaluate/metrics.py",
+            "stvm/evaluate/nets.py",
             "stvm/evaluate/silhouette.py",
             "stvm/evaluate/stage.py",
             "stvm/io.py",
@@ -37,6 +44,7 @@ rule evaluate_source:
         "results/eval/Source/seed{seed}/confusion.json",
         "results/eval/Source/seed{seed}/scores.json",
         "results/eval/Source/seed{seed}/eval_info.json",
+        directory("results/eval/Source/seed{seed}/maps"),
     threads: config["common"]["threads"]
     params:
         device=config["common"]["device"],
@@ -58,7 +66,12 @@ rule evaluate:
         code=[
             "stvm/__init__.py",
             "stvm/__main__.py",
+            "stvm/adapt/__init__.py",
+            "stvm/adapt/augment.py",
+            "stvm/adapt/losses.py",
+            "stvm/adapt/metric.py",
             "stvm/cli.py",
+            "stvm/cli_parser.py",
             "stvm/compat.py",
             "stvm/config.py",
             "stvm/data/__init__.py",
@@ -70,7 +83,9 @@ rule evaluate:
             "stvm/errors.py",
             "stvm/evaluate/__init__.py",
             "stvm/evaluate/inference.py",
+            "stvm/evaluate/maps.py",
             "stvm/evaluate/metrics.py",
+            "stvm/evaluate/nets.py",
             "stvm/evaluate/silhouette.py",
             "stvm/evaluate/stage.py",
             "stvm/io.py",
@@ -88,6 +103,7 @@ rule evaluate:
         "results/eval/{variant}/seed{seed}/confusion.json",
         "results/eval/{variant}/seed{seed}/scores.json",
         "results/eval/{variant}/seed{seed}/eval_info.json",
+        directory("results/eval/{variant}/seed{seed}/maps"),
     wildcard_constraints:
         variant=VARIANT_PATTERN,
     threads: config["common"]["threads"]

@@ -7,6 +7,7 @@ rule summary:
             "stvm/__init__.py",
             "stvm/__main__.py",
             "stvm/cli.py",
+            "stvm/cli_parser.py",
             "stvm/config.py",
             "stvm/data/__init__.py",
             "stvm/data/labels.py",

@@ -6,6 +6,7 @@ rule train_source:
             "stvm/__init__.py",
             "stvm/__main__.py",
             "stvm/cli.py",
+            "stvm/cli_parser.py",
             "stvm/compat.py",
             "stvm/config.py",
             "stvm/data/__init__.py",
