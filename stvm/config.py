@@ -29,6 +29,7 @@ from stvm.variants import VARIANTS
 
 SEED_MAX = 2**32 - 1  # NumPy's seed range; torch and Python accept it too
 MAX_SIDE = 8192  # image sides (synth, prepare): stvm.limits.MAX_PIXELS is 8192 x 8192
+SYNTH_MIN_SIDE = 32  # the generator draws a street scene; below this the objects vanish (stvm.data.synth checks it)
 MAX_YAML_NODES = 100_000  # a params file has a few hundred; more is an alias bomb (billion laughs)
 _SHOW = reprlib.Repr()
 _SHOW.maxstring, _SHOW.maxother, _SHOW.maxlist, _SHOW.maxdict, _SHOW.maxlevel = 40, 40, 4, 4, 2
@@ -76,8 +77,8 @@ class SynthParams:
     n_source: int = _f(200, "Synthetic source (GTA5-format) frames.", min=1)
     n_target_train: int = _f(200, "Synthetic target (Cityscapes-format) unlabeled train frames.", min=1)
     n_target_val: int = _f(60, "Synthetic target val frames (labelled, evaluation only).", min=1)
-    width: int = _f(256, "Frame width in pixels.", min=16, max=MAX_SIDE)
-    height: int = _f(128, "Frame height in pixels.", min=16, max=MAX_SIDE)
+    width: int = _f(256, "Frame width in pixels.", min=SYNTH_MIN_SIDE, max=MAX_SIDE)
+    height: int = _f(128, "Frame height in pixels.", min=SYNTH_MIN_SIDE, max=MAX_SIDE)
     shift: float = _f(1.0, "Domain-shift strength (0 = same appearance in both domains).", min=0.0)
     parts: ShiftParts = field(default_factory=ShiftParts, metadata={
         "help": "Strength of each part of the shift, times `shift` (defaults: the generator before parts)."})

@@ -82,3 +82,15 @@ def test_benchmark_params_differ_from_the_demo_only_where_documented():
     assert {k.split(".")[-1] for k in changed} - {"height"} <= marked  # each change says so in the file
     assert cal["synth.shift"] > demo["synth.shift"] and cal["prepare.source_holdout"] > 0
     assert cal["variants"] == ["AdaBN", "ST", "ST_Aug", "ST_MT", "STvM_Raw", "STvM"] and cal["seeds"] == [0, 1, 2]
+
+
+def test_synth_size_floor_is_one_number_checked_in_both_places(tmp_path):
+    from stvm.config import SYNTH_MIN_SIDE
+    from stvm.data.synth import write_synth
+
+    with pytest.raises(StvmError, match=r"^synth\.width"):
+        params_from_dict({"synth": {"width": SYNTH_MIN_SIDE - 1}})
+    assert params_from_dict({"synth": {"width": SYNTH_MIN_SIDE}}).synth.width == SYNTH_MIN_SIDE
+    with pytest.raises(StvmError, match=f"at least {SYNTH_MIN_SIDE}x{SYNTH_MIN_SIDE}"):
+        write_synth(tmp_path / "s", n_source=1, n_target_train=1, n_target_val=1, width=SYNTH_MIN_SIDE - 1,
+                    height=64, seed=0)

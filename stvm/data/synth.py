@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from stvm.config import SYNTH_MIN_SIDE
 from stvm.data.labels import CITYSCAPES_LABELS, CITYSCAPES_PALETTE
 from stvm.data.synth_canvas import Canvas
 from stvm.data.synth_render import render
@@ -106,8 +107,8 @@ def _check_args(out: Path, counts: Sequence[int], width: int, height: int, seed:
                 shift: float, workers: int) -> None:
     if any(not isinstance(n, int) or n < 0 for n in counts):
         raise StvmError(None, f"frame counts must be non-negative integers, got {list(counts)}")
-    if width < 32 or height < 32:
-        raise StvmError(None, f"image size must be at least 32x32, got {width}x{height}")
+    if width < SYNTH_MIN_SIDE or height < SYNTH_MIN_SIDE:
+        raise StvmError(None, f"image size must be at least {SYNTH_MIN_SIDE}x{SYNTH_MIN_SIDE}, got {width}x{height}")
     if not isinstance(seed, int) or seed < 0:
         raise StvmError(None, f"seed must be a non-negative integer, got {seed!r}")
     if not math.isfinite(shift) or shift < 0:
