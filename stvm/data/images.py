@@ -9,6 +9,7 @@ stage importing another. The raw-dataset decoders (GTA5 palettes, SYNTHIA 16-bit
 
 from __future__ import annotations
 
+import functools
 import io
 from pathlib import Path
 
@@ -27,13 +28,20 @@ IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406])
 IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225])
 
 
+@functools.lru_cache(maxsize=16)
+def _mean_std(device: torch.device, batched: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """The statistics on ``device``, copied there once (a host-to-GPU copy per step would sync)."""
+    shape = (1, 3, 1, 1) if batched else (3, 1, 1)
+    return IMAGENET_MEAN.to(device).view(shape), IMAGENET_STD.to(device).view(shape)
+
+
 def standardize(x01: torch.Tensor) -> torch.Tensor:
     """[0, 1] RGB, 3xHxW or Bx3xHxW -> minus the ImageNet mean, divided by its std (on x's device).
 
     The one input scaling of every network here (train, adapt, evaluate, predict; export records it).
     """
-    shape = (3, 1, 1) if x01.ndim == 3 else (1, 3, 1, 1)
-    return (x01 - IMAGENET_MEAN.to(x01.device).view(shape)) / IMAGENET_STD.to(x01.device).view(shape)
+    mean, std = _mean_std(x01.device, x01.ndim != 3)
+    return (x01 - mean) / std
 
 
 def normalize(img_uint8_hwc: np.ndarray) -> torch.Tensor:
