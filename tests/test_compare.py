@@ -7,6 +7,8 @@ The fixture is real `dvc exp show --json` output of a demo clone after
 from __future__ import annotations
 
 import json
+import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -75,3 +77,14 @@ def test_cli_prints_the_comparison(capsys):
     assert main(["compare", "--from", str(FIXTURE)]) == 0
     out = capsys.readouterr().out
     assert "| experiment | adapt.lr_metric |" in out and "| STvM |" in out
+
+
+def test_dvc_missing_or_failing_is_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # not a DVC repository
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")  # the venv's dvc
+    assert main(["compare"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "dvc exp show --json --no-pager` failed" in err
+    monkeypatch.setenv("PATH", str(tmp_path))  # no dvc on PATH
+    with pytest.raises(StvmError, match="dvc not found on PATH"):
+        load_exp_show()

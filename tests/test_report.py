@@ -235,6 +235,8 @@ def test_report_draws_the_panel_from_files_without_any_model(run_tree, report, t
     next((bare / "results/eval/STvM/seed0/maps").glob("*_reliability.png")).unlink()
     assert _report(bare, tmp_path / "report2") == 2  # a missing map is an error naming it, no half report
     assert not (tmp_path / "report2").exists()
+    (bare / "results/eval/Source/seed0/maps/index.json").unlink()  # an evaluation from before maps/
+    assert _report(bare, tmp_path / "report3") == 2 and not (tmp_path / "report3").exists()
 
 
 def test_report_numbers_equal_the_metrics_files(run_tree, report):
