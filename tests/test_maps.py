@@ -28,7 +28,7 @@ def models(tmp_path_factory):
 
 def test_maps_equal_the_networks_outputs_at_the_input_size(models, tmp_path):
     _, adapted, images = models
-    index = write_maps(tmp_path, adapted, images, 2, (48, 32), torch.device("cpu"))
+    index = write_maps(tmp_path, load_nets(adapted, torch.device("cpu")), images, 2, (48, 32), torch.device("cpu"))
     assert index == {"images": ["00000", "00001"], "input_size": [48, 32], "reliability": True,
                      "confidence_of": "teacher"}
     nets = load_nets(adapted, torch.device("cpu"))
@@ -42,7 +42,7 @@ def test_maps_equal_the_networks_outputs_at_the_input_size(models, tmp_path):
 
 def test_a_source_model_has_its_own_confidence_and_no_reliability(models, tmp_path):
     source, _, images = models
-    index = write_maps(tmp_path, source, images, 1, (40, 24), torch.device("cpu"))  # resized to the input size
+    index = write_maps(tmp_path, load_nets(source, torch.device("cpu")), images, 1, (40, 24), torch.device("cpu"))  # resized to the input size
     assert index["reliability"] is False and index["confidence_of"] == "network"
     assert sorted(p.name for p in (tmp_path / "maps").iterdir()) == ["00000_confidence.png", "00000_prediction.png"]
     assert read_label(map_path(tmp_path, "00000", "prediction")).shape == (24, 40)
@@ -50,5 +50,5 @@ def test_a_source_model_has_its_own_confidence_and_no_reliability(models, tmp_pa
 
 def test_no_maps_asked_writes_an_empty_folder(models, tmp_path):
     source, _, images = models
-    assert write_maps(tmp_path, source, images, 0, (48, 32), torch.device("cpu")) == {"images": []}
+    assert write_maps(tmp_path, load_nets(source, torch.device("cpu")), images, 0, (48, 32), torch.device("cpu")) == {"images": []}
     assert list((tmp_path / "maps").iterdir()) == []

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from stvm.data.images import normalize, read_rgb, write_png
-from stvm.evaluate.nets import confidence_map, load_nets, probs, reliability_map, to_u8
+from stvm.evaluate.nets import LoadedNets, confidence_map, probs, reliability_map, to_u8
 
 KINDS = ("prediction", "confidence", "reliability")
 
@@ -32,7 +32,7 @@ def map_path(folder: Path, stem: str, kind: str) -> Path:
     return folder / "maps" / f"{stem}_{kind}.png"
 
 
-def write_maps(folder: Path, model_path: Path, images: Path, n: int, input_size: tuple[int, int],
+def write_maps(folder: Path, nets: LoadedNets, images: Path, n: int, input_size: tuple[int, int],
                device: torch.device) -> dict[str, Any]:
     """Write the maps of the first ``n`` images of ``images`` under ``folder/maps``; return what was
     written (image stems, whether a reliability map exists, whose confidence it is)."""
@@ -40,7 +40,6 @@ def write_maps(folder: Path, model_path: Path, images: Path, n: int, input_size:
     stems = sorted(p.stem for p in Path(images).glob("*.png"))[:n]
     if not stems:
         return {"images": []}
-    nets = load_nets(model_path, device)
     for stem in stems:
         rgb = read_rgb(Path(images) / f"{stem}.png")
         if rgb.shape[1::-1] != tuple(input_size):

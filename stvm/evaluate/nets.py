@@ -32,11 +32,17 @@ class LoadedNets:
 
 def load_nets(path: Path, device: torch.device) -> LoadedNets:
     """Rebuild the evaluated network and, when the checkpoint carries them, its teacher and M."""
-    from stvm.adapt.metric import MetricHead
-    from stvm.models.deeplab import build_head
     from stvm.models.weights import load_model_checkpoint
 
     model, meta = load_model_checkpoint(path)
+    return nets_from(model, meta, device)
+
+
+def nets_from(model: torch.nn.Module, meta: dict, device: torch.device) -> LoadedNets:
+    """The networks of a checkpoint already loaded (``load_model_checkpoint``'s model and meta)."""
+    from stvm.adapt.metric import MetricHead
+    from stvm.models.deeplab import build_head
+
     model.to(device).eval()
     extras = meta.get("extras", [])
     teacher = metric = None

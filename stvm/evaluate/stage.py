@@ -24,6 +24,7 @@ from stvm.errors import StvmError
 from stvm.evaluate.inference import evaluate_folder
 from stvm.evaluate.maps import write_maps
 from stvm.evaluate.metrics import flatten_metrics
+from stvm.evaluate.nets import nets_from
 from stvm.io import atomic_dir, prepare_out_dir, write_json
 from stvm.models.weights import load_model_checkpoint
 from stvm.runtime import resolve_device
@@ -62,7 +63,7 @@ def evaluate_stage(
         metrics["evaluation"]["wall_seconds"] = round(time.perf_counter() - t0, 2)
         write_json(tmp / "confusion.json", metrics.pop("_confusion"))
         _write_split(tmp, metrics)
-        write_json(tmp / "maps" / "index.json", write_maps(tmp, model_path, images, cfg.maps, input_size, dev))
+        write_json(tmp / "maps" / "index.json", write_maps(tmp, nets_from(model, meta, dev), images, cfg.maps, input_size, dev))
     return metrics
 
 
