@@ -47,11 +47,13 @@ calibrate: $(STAMP)
 	    --labels $(CAL)/prepared/target/val/labels --out $(CAL)/eval/on_target_val/seed0
 	$(PY) -m stvm summary --eval $(CAL)/eval
 
-# `make benchmark`: the benchmark tier (configs/benchmark.yaml; README "Benchmark"): the source model
-# table, the shift-decomposition table and the Oracle (phase properties), then Table IV on it;
-# resumable (rerun to continue), prints where the time goes. Outside DVC, like `make calibrate`.
+# `make benchmark`: the benchmark (configs/benchmark.yaml; README "Benchmark"): phases geometry (each
+# head-geometry choice alone, source model and AdaBN), shift (bisected on Source, AdaBN and Oracle only,
+# then frozen), curves (mIoU against iterations, 6x the old budget) and, with BUDGET, Table IV at that
+# budget for every variant. Resumable (rerun to continue); prints where the time goes. Outside DVC.
+BUDGET ?=
 benchmark: $(STAMP)
-	$(PY) -m stvm benchmark --params configs/benchmark.yaml --out results/benchmark
+	$(PY) -m stvm benchmark --params configs/benchmark.yaml --out results/benchmark $(if $(BUDGET),--budget $(BUDGET))
 
 # `make ablation`: every Table IV variant, 3 seeds, on the calibrated benchmark, as the DVC
 # experiment `synth_ablation` (installs the file as params.yaml like `make paper`; the report is

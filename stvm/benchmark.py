@@ -1,12 +1,18 @@
-"""`stvm benchmark`: the synthetic benchmark tier, end to end, as one resumable command.
+"""`stvm benchmark`: the synthetic benchmark, end to end, as one resumable command in four phases.
 
-Why one command and not the DVC DAG: the benchmark is a measurement of the method (like
-`make calibrate`), with three products the pipeline does not make -- the source-model table, the
-shift-decomposition table (one target per part of the shift) and an Oracle trained on *target*
-labels, the ceiling no source-free method may use. Each step is one ``python -m stvm <stage>`` call
-writing its own folder atomically; a step whose output exists is skipped, so an interrupted run
-resumes. Phase ``properties`` measures what the benchmark is (source model, shift parts, Oracle) and
-is meant to be read and frozen before phase ``table`` runs any adaptation variant on it.
+Why one command and not the DVC DAG: the benchmark is a measurement of the method, with products
+the pipeline does not make: a geometry table, a shift chosen by a rule, an Oracle trained on
+*target* labels (the ceiling no source-free method may use), learning curves and Table IV. Each
+step is one ``python -m stvm <stage> ... --set key=value`` call writing its own folder atomically;
+a step whose output exists is skipped, so an interrupted run resumes. The phases, in order:
+
+1. ``geometry``: each choice of the head geometry alone (the paper's dilations or dilations scaled
+   to the feature map; half- or full-height crops) on the source model and AdaBN only.
+2. ``shift``: the shift strength, bisected until Source keeps 45-65 % of the Oracle and AdaBN
+   closes at most 25 % of the gap; measured on Source, AdaBN and Oracle only, frozen in
+   ``shift/frozen.json`` before any self-trained variant runs.
+3. ``curves``: mIoU against iterations for the self-trained variants, well past the old budget.
+4. ``table``: Table IV at one budget (``--budget``) fixed from the curves for every variant.
 """
 
 from __future__ import annotations
@@ -17,89 +23,179 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from stvm.config import SHIFT_PART_NAMES, Params
-from stvm.data.labels import CLASS_NAMES
-from stvm.evaluate.metrics import metric_key
+from stvm.config import Params
 from stvm.errors import StvmError
 from stvm.io import atomic_path, read_json, write_json
-from stvm.report.tables import ablation_rows, collect
+from stvm.models.deeplab import feature_side, scaled_dilations
 
-SOURCE_MIOU_MIN, CLASS_IOU_MIN = 50.0, 10.0  # issue: a source model that knows every class
-LOSS_MIN, ADABN_SHARE_MAX = 20.0, 0.5  # the shift loses >= 20 mIoU; AdaBN recovers <= half of it
+PHASES = ("geometry", "shift", "curves", "table")
+RATIO_RANGE = (0.45, 0.65)  # Source on the target as a share of the Oracle (GTA5 -> Cityscapes: about 0.55)
+ADABN_SHARE_MAX = 0.25  # AdaBN closes at most this share of the Source -> Oracle gap
+SOURCE_MIOU_MIN, CLASS_IOU_MIN = 50.0, 10.0  # a source model that knows every class
+FIRST_SHIFT, MAX_PROBES = 0.5, 6  # bisection of synth.shift in (0, 1]
+CURVE_VARIANTS = ("ST_MT", "STvM_Raw", "STvM")
+CURVE_LENGTH, CURVE_POINTS = 6, 12  # curves run 6x adapt.iterations (500 -> 3000), with 12 points
+# the paper's IV-B learning rates, for one STvM curve beside the benchmark's 10x ones
+PAPER_LR = ("adapt.lr=2.5e-4", "adapt.lr_head=2.5e-3", "adapt.lr_metric=3.0e-4")
 
 
 @dataclass(frozen=True)
 class Step:
     """One stage call: ``argv`` after ``python -m stvm``; skipped when ``done`` exists."""
 
-    group: str  # where the time goes: data, source, parts, oracle, table, report
+    group: str  # where the time goes
     name: str
     argv: tuple[str, ...]
     done: Path
 
 
-def _evaluate(group: str, name: str, model: Path, prepared: Path, split: str, out: Path) -> Step:
+def _sets(overrides: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(a for o in overrides for a in ("--set", o))
+
+
+def evaluate(group: str, name: str, model: Path, prepared: Path, split: str, out: Path) -> Step:
     return Step(group, name, ("evaluate", "--model", str(model), "--images", str(prepared / split / "images"),
-                              "--labels", str(prepared / split / "labels"), "--out", str(out)),
-                out / "metrics.json")
+                              "--labels", str(prepared / split / "labels"), "--out", str(out)), out / "metrics.json")
 
 
-def _data_steps(out: Path, part: str | None) -> list[Step]:
-    """Synthesise and prepare one benchmark world (all parts, or one part of the shift alone)."""
-    root = out if part is None else out / "parts" / part
-    raw, prep = root / "raw", root / "prepared"
-    only = () if part is None else ("--only-part", part)
-    group = "data" if part is None else "parts"
-    steps = [Step(group, f"synth {part or 'all parts'}", ("synth", "--out", str(raw), *only), raw / "synth.json")]
-    if part is None:
-        steps.append(Step(group, "prepare source", ("prepare", "--dataset", "gta5", "--root", str(raw / "source"),
-                                                    "--out", str(prep / "source")), prep / "source/manifest.json"))
-    steps.append(Step(group, f"prepare target {part or ''}".strip(),
-                      ("prepare", "--dataset", "cityscapes", "--root", str(raw / "target"), "--out", str(prep / "target")),
-                      prep / "target/manifest.json"))
+def adapt(group: str, variant: str, seed: int, source: Path, target: Path, root: Path, label: str = "",
+          overrides: tuple[str, ...] = (), run: str | None = None) -> list[Step]:
+    """Adapt ``variant`` (stored as ``run``) from ``source`` on ``target``'s train images, then evaluate it."""
+    run = run or variant
+    model = root / "models" / run / f"seed{seed}"
+    return [Step(group, f"adapt {run} seed {seed}{label}",
+                 ("adapt", "--variant", variant, "--seed", str(seed), "--source-model", str(source),
+                  "--target-images", str(target / "train/images"), "--out", str(model), *_sets(overrides)),
+                 model / "model.pt"),
+            evaluate(group, f"evaluate {run} seed {seed}{label}", model / "model.pt", target, "val",
+                     root / "eval" / run / f"seed{seed}")]
+
+
+def train(group: str, name: str, images: Path, out: Path, seed: int, overrides: tuple[str, ...] = ()) -> Step:
+    """Supervised training on a prepared split (the source model, or the Oracle on target labels)."""
+    return Step(group, name, ("train_source", "--seed", str(seed), "--images", str(images / "images"),
+                              "--labels", str(images / "labels"), "--out", str(out), *_sets(overrides)),
+                out / "model.pt")
+
+
+# --- the layout ------------------------------------------------------------------------------------
+
+
+def shift_dir(out: Path, shift: float) -> Path:
+    return out / "shift" / f"s{shift:.4f}"
+
+
+def source_prepared(out: Path) -> Path:
+    return out / "source" / "prepared"
+
+
+def source_model(out: Path, p: Params) -> Path:
+    """The benchmark's source model: the geometry option the params hold (``both``)."""
+    return out / "geometry" / "both" / "models" / "Source" / f"seed{p.source_seed}" / "model.pt"
+
+
+def geometry_options(p: Params) -> dict[str, tuple[str, ...]]:
+    """Each geometry choice alone, as overrides of the params (which hold both choices made)."""
+    paper, scaled = "train_source.head_dilations=[]", f"train_source.head_dilations={list(p.train_source.head_dilations)}"
+    half, full = f"train_source.crop={p.prepare.height // 2}", f"train_source.crop={p.prepare.height}"
+    return {"old": (paper, half), "dilations": (scaled, half), "crop": (paper, full), "both": (scaled, full)}
+
+
+def check_geometry(p: Params) -> None:
+    """The params must hold the paper's rule at this size: full-height crops, dilations at the paper's ratio."""
+    side = feature_side(p.train_source.arch, p.prepare.height)
+    want = list(scaled_dilations(p.train_source.arch, side))
+    problems = [f"train_source.head_dilations {p.train_source.head_dilations} != {want} (the paper's ratio at a "
+                f"{side}-row map)"] * (list(p.train_source.head_dilations) != want)
+    problems += [f"{s}.crop {c} != prepare.height {p.prepare.height}" for s, c in
+                 (("train_source", p.train_source.crop), ("adapt", p.adapt.crop)) if c != p.prepare.height]
+    if problems:
+        raise StvmError(None, "benchmark params do not follow the paper's geometry: " + "; ".join(problems))
+
+
+# --- the phases as steps ---------------------------------------------------------------------------
+
+
+def data_steps(out: Path, shift: float, with_source: bool) -> list[Step]:
+    """Synthesise one world at ``shift`` and prepare its target (and, once, the source)."""
+    root = shift_dir(out, shift)
+    raw = root / "raw"
+    small = () if with_source else ("synth.n_source=1",)  # the source domain does not depend on the shift
+    steps = [Step("data", f"synth shift {shift:g}", ("synth", "--out", str(raw), *_sets((f"synth.shift={shift}", *small))),
+                  raw / "synth.json"),
+             Step("data", f"prepare target shift {shift:g}", ("prepare", "--dataset", "cityscapes", "--root",
+                  str(raw / "target"), "--out", str(root / "prepared/target")), root / "prepared/target/manifest.json")]
+    if with_source:
+        steps.append(Step("data", "prepare source", ("prepare", "--dataset", "gta5", "--root", str(raw / "source"),
+                                                     "--out", str(source_prepared(out))),
+                          source_prepared(out) / "manifest.json"))
     return steps
 
 
-def _adapt(group: str, variant: str, seed: int, source: Path, prepared: Path, models: Path, evals: Path,
-           where: str = "") -> list[Step]:
-    model = models / variant / f"seed{seed}"
-    return [Step(group, f"adapt {variant} seed {seed}{where}",
-                 ("adapt", "--variant", variant, "--seed", str(seed), "--source-model", str(source),
-                  "--target-images", str(prepared / "target/train/images"), "--out", str(model)), model / "model.pt"),
-            _evaluate(group, f"evaluate {variant} seed {seed}{where}", model / "model.pt", prepared / "target", "val",
-                      evals / variant / f"seed{seed}")]
+def geometry_steps(p: Params, out: Path) -> list[Step]:
+    """Phase geometry: the data at the first shift probe, then per option a source model and AdaBN."""
+    s, target = p.source_seed, shift_dir(out, FIRST_SHIFT) / "prepared/target"
+    steps = data_steps(out, FIRST_SHIFT, with_source=True)
+    for name, overrides in geometry_options(p).items():
+        root = out / "geometry" / name
+        model = root / "models/Source" / f"seed{s}"
+        steps += [train("geometry", f"train source ({name})", source_prepared(out) / "train", model, s, overrides),
+                  evaluate("geometry", f"source val ({name})", model / "model.pt", source_prepared(out), "val",
+                           root / "source_val/Source" / f"seed{s}"),
+                  evaluate("geometry", f"target val ({name})", model / "model.pt", target, "val",
+                           root / "eval/Source" / f"seed{s}"),
+                  *adapt("geometry", "AdaBN", s, model / "model.pt", target, root, f" ({name})")]
+    return steps
 
 
-def plan(p: Params, out: Path, phase: str) -> list[Step]:
-    """Every step of ``phase`` (properties, table or all), in order."""
-    prep, s = out / "prepared", p.source_seed
-    source = out / "models/Source" / f"seed{s}" / "model.pt"
-    steps = _data_steps(out, None)
-    steps.append(Step("source", "train source", ("train_source", "--seed", str(s), "--images", str(prep / "source/train/images"),
-                                                 "--labels", str(prep / "source/train/labels"), "--out", str(source.parent)),
-                      source))
-    steps.append(_evaluate("source", "evaluate source on source val", source, prep / "source", "val",
-                           out / "source_val/Source" / f"seed{s}"))
-    steps.append(_evaluate("source", "evaluate source on target val", source, prep / "target", "val",
-                           out / "eval/Source" / f"seed{s}"))
-    for part in ("none", *SHIFT_PART_NAMES):
-        steps += _data_steps(out, part)
-        root = out / "parts" / part
-        steps.append(_evaluate("parts", f"evaluate source on {part}", source, root / "prepared/target", "val",
-                               root / "eval/Source" / f"seed{s}"))
-        steps += _adapt("parts", "AdaBN", s, source, root / "prepared", root / "models", root / "eval", f" ({part})")
-    steps += _adapt("parts", "AdaBN", s, source, prep, out / "models", out / "eval", " (all parts)")
-    oracle = out / "models/Oracle" / f"seed{s}"
-    steps.append(Step("oracle", "train oracle on target labels",
-                      ("train_source", "--seed", str(s), "--images", str(prep / "target/train/images"),
-                       "--labels", str(prep / "target/train/labels"), "--out", str(oracle)), oracle / "model.pt"))
-    steps.append(_evaluate("oracle", "evaluate oracle", oracle / "model.pt", prep / "target", "val", out / "eval/Oracle" / f"seed{s}"))
-    table = [st for v in p.variants for seed in p.seeds
-             for st in _adapt("table", v, seed, source, prep, out / "models", out / "eval")]
-    table.append(Step("report", "report", ("report", "--eval", str(out / "eval"), "--models", str(out / "models"),
-                                            "--prepared", str(prep), "--synth", str(out / "raw/synth.json"),
-                                            "--out", str(out / "report")), out / "report/report.md"))
-    return {"properties": steps, "table": table, "all": steps + table}[phase]
+def probe_steps(p: Params, out: Path, shift: float) -> list[Step]:
+    """One shift probe: the source model and AdaBN on its target, and an Oracle trained on its labels."""
+    s, root = p.source_seed, shift_dir(out, shift)
+    steps = [] if shift == FIRST_SHIFT else data_steps(out, shift, with_source=False)
+    target = root / "prepared/target"
+    oracle = root / "models/Oracle" / f"seed{s}"
+    return steps + [
+        evaluate("shift", f"source on shift {shift:g}", source_model(out, p), target, "val", root / "eval/Source" / f"seed{s}"),
+        *adapt("shift", "AdaBN", s, source_model(out, p), target, root, f" (shift {shift:g})"),
+        train("shift", f"oracle on shift {shift:g}", target / "train", oracle, s),
+        evaluate("shift", f"oracle on shift {shift:g}", oracle / "model.pt", target, "val", root / "eval/Oracle" / f"seed{s}"),
+    ]
+
+
+def curve_steps(p: Params, out: Path, shift: float) -> list[Step]:
+    """Phase curves: seed 0 of each self-trained variant to ``CURVE_LENGTH`` times the params' budget,
+    with snapshots at ``CURVE_POINTS`` even steps (the STvM curve also at the paper's learning rates)."""
+    target, root = shift_dir(out, shift) / "prepared/target", out / "curves"
+    total = CURVE_LENGTH * p.adapt.iterations
+    every = max(1, total // CURVE_POINTS)
+    budget = (f"adapt.iterations={total}", f"adapt.snapshots={list(range(every, total, every))}")
+    steps = [st for v in CURVE_VARIANTS for st in adapt("curves", v, 0, source_model(out, p), target, root, "", budget)]
+    steps += adapt("curves", "STvM", 0, source_model(out, p), target, root, " (paper lr)", budget + PAPER_LR,
+                   run="STvM_paper_lr")
+    return steps + levels(p, out, shift, root)
+
+
+def levels(p: Params, out: Path, shift: float, root: Path) -> list[Step]:
+    """Source, AdaBN and Oracle evaluated into ``root/eval`` (the horizontal lines and table rows)."""
+    s, probe = p.source_seed, shift_dir(out, shift)
+    target = probe / "prepared/target"
+    return [evaluate("levels", f"Source into {root.name}", source_model(out, p), target, "val", root / "eval/Source" / f"seed{s}"),
+            evaluate("levels", f"AdaBN into {root.name}", probe / "models/AdaBN" / f"seed{s}" / "model.pt", target, "val",
+                     root / "eval/AdaBN" / f"seed{s}"),
+            evaluate("levels", f"Oracle into {root.name}", probe / "models/Oracle" / f"seed{s}" / "model.pt", target, "val",
+                     root / "eval/Oracle" / f"seed{s}")]
+
+
+def table_steps(p: Params, out: Path, shift: float, budget: int) -> list[Step]:
+    """Phase table: every self-trained variant and seed at ``budget`` iterations, and the three levels."""
+    target, root = shift_dir(out, shift) / "prepared/target", out / "table"
+    trained = [v for v in p.variants if v != "AdaBN"]
+    steps = [st for v in trained for seed in p.seeds
+             for st in adapt("table", v, seed, source_model(out, p), target, root, "", (f"adapt.iterations={budget}",))]
+    return steps + levels(p, out, shift, root)
+
+
+# --- running ---------------------------------------------------------------------------------------
 
 
 def check_params(params: Path, out: Path) -> None:
@@ -133,98 +229,12 @@ def run(steps: list[Step], params: Path, quiet: bool = False) -> dict[str, float
     return spent
 
 
-def _scores(folder: Path) -> dict[str, float]:
-    return read_json(folder / "scores.json")
-
-
-def _present(folder: Path) -> list[bool]:
-    """Per class (trainId order, the rows of the 19-class confusion matrix = ground truth): present?"""
-    matrix = read_json(folder / "confusion.json")["matrix"]
-    return [sum(row) > 0 for row in matrix]
-
-
-def _cell(value: float | None) -> str:
-    return "–" if value is None or value != value else f"{value:.1f}"
-
-
-def source_table(out: Path, seed: int) -> tuple[str, bool]:
-    """Markdown: the source model per class on source val and target val; and whether it passes."""
-    sv, tv = out / "source_val/Source" / f"seed{seed}", out / "eval/Source" / f"seed{seed}"
-    s_sc, t_sc = _scores(sv), _scores(tv)
-    lines = ["| class | source val IoU | target val IoU |", "|---|---|---|"]
-    low = []
-    for name, here in zip(CLASS_NAMES, _present(sv)):
-        s, t = s_sc.get(metric_key(name)), t_sc.get(metric_key(name))
-        if s is None and t is None:
-            continue
-        lines.append(f"| {name} | {_cell(s)} | {_cell(t)} |")
-        if here and (s or 0.0) < CLASS_IOU_MIN:
-            low.append(name)
-    lines.append(f"| **mIoU** | **{s_sc['miou']:.1f}** | **{t_sc['miou']:.1f}** |")
-    ok = s_sc["miou"] >= SOURCE_MIOU_MIN and not low
-    verdict = (f"Source-val mIoU {s_sc['miou']:.1f} (needs ≥ {SOURCE_MIOU_MIN:.0f}); classes present below "
-               f"{CLASS_IOU_MIN:.0f} IoU: {', '.join(low) or 'none'} → {'PASS' if ok else 'FAIL'}")
-    return "\n".join(lines) + "\n\n" + verdict + "\n", ok
-
-
-def parts_table(out: Path, seed: int) -> tuple[str, bool]:
-    """Markdown: per part of the shift alone (and none, and all), the source model and AdaBN on its target."""
-    source_val = _scores(out / "source_val/Source" / f"seed{seed}")["miou"]
-    lines = ["| shift | Source on target | loss vs source val | AdaBN | AdaBN recovers |", "|---|---|---|---|---|"]
-    rows = [(part, out / "parts" / part) for part in ("none", *SHIFT_PART_NAMES)] + [("all parts (benchmark)", out)]
-    ok = True
-    for label, root in rows:
-        src = _scores(root / "eval/Source" / f"seed{seed}")["miou"]
-        ada = _scores(root / "eval/AdaBN" / f"seed{seed}")["miou"]
-        loss = source_val - src
-        share = (ada - src) / loss if loss >= 1.0 else float("nan")  # below 1 mIoU: no loss to share
-        shown = "–" if share != share else f"{share * 100:.0f} %"
-        lines.append(f"| {label} | {src:.1f} | {loss:.1f} | {ada:.1f} | {shown} |")
-        if root == out:
-            ok = loss >= LOSS_MIN and share <= ADABN_SHARE_MAX
-            verdict = (f"All parts: loss {loss:.1f} (needs ≥ {LOSS_MIN:.0f}), AdaBN recovers {share * 100:.0f} % "
-                       f"(needs ≤ {ADABN_SHARE_MAX * 100:.0f} %) → {'PASS' if ok else 'FAIL'}")
-    return "\n".join(lines) + "\n\n" + verdict + "\n", ok
-
-
-def table4(out: Path) -> str:
-    """Markdown: Table IV on the benchmark, with the share of the Source→Oracle gap each row closes."""
-    rows = ablation_rows(collect(out / "eval"))
-    by_name = {r["name"]: r for r in rows}
-    src, orc = by_name.get("Source"), by_name.get("Oracle")
-    gap = orc["mean"] - src["mean"] if src and orc else None
-    lines = ["| run | mIoU mean ± std | min | seeds | gap closed |", "|---|---|---|---|---|"]
-    for r in rows:
-        closed = "" if not gap else f"{(r['mean'] - src['mean']) / gap * 100 + 0.0:.0f} %"
-        spread = f"{r['std']:.1f}" if r["seeds"] > 1 else "n/a"
-        lines.append(f"| {r['name']} | {r['mean']:.1f} ± {spread} | {r['min']:.1f} | {r['seeds']} | {closed} |")
-    return "\n".join(lines) + "\n"
-
-
-def write_tables(out: Path, seed: int, phase: str) -> bool:
-    """Write the phase's tables (Markdown) under ``out`` and print them; True when every property holds."""
-    ok = True
-    texts = {}
-    if phase in ("properties", "all"):
-        texts["source_model.md"], ok_s = source_table(out, seed)
-        texts["shift_parts.md"], ok_p = parts_table(out, seed)
-        ok = ok_s and ok_p
-    if phase in ("table", "all"):
-        texts["table4.md"] = table4(out)
-    for name, text in texts.items():
-        with atomic_path(out / name) as tmp:
-            tmp.write_text(text)
-        print(f"\n## {name}\n\n{text}")
-    return ok
-
-
-def timing_table(spent: dict[str, float], out: Path) -> str:
-    """Where the time went (this invocation; resumed steps count 0), also written to timings.json."""
-    previous = read_json(out / "timings.json") if (out / "timings.json").is_file() else {}
-    total = {g: round(previous.get(g, 0.0) + spent.get(g, 0.0), 1) for g in {*previous, *spent}}
-    write_json(out / "timings.json", total)
-    lines = ["| steps | minutes (this run) | minutes (all runs) |", "|---|---|---|"]
-    for g in sorted(total, key=lambda g: -total[g]):
-        lines.append(f"| {g} | {spent.get(g, 0.0) / 60:.1f} | {total[g] / 60:.1f} |")
-    return "\n".join(lines)
-
+def recorded(path: Path, value: dict, what: str) -> dict:
+    """Write ``value`` to ``path`` once; later runs must pass the same (a budget or shift is fixed once)."""
+    if path.is_file():
+        old = read_json(path)
+        if {k: old.get(k) for k in value} != value:
+            raise StvmError(path, f"{what} was fixed as {old}; this run asks for {value} (delete the file to change it)")
+        return old
+    write_json(path, value)
+    return value

@@ -25,7 +25,7 @@ def _params(args: argparse.Namespace):
     from stvm.config import check_seed, load_params
     from stvm.threads import apply_threads
 
-    params = load_params(args.params)
+    params = load_params(args.params, getattr(args, "overrides", []))
     apply_threads(params.common.threads)
     if getattr(args, "seed", None) is not None:
         check_seed(args.seed, "--seed")
@@ -178,23 +178,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_benchmark(args: argparse.Namespace) -> int:
-    from stvm.benchmark import check_params, plan, run, timing_table, write_tables
+    from stvm.benchmark_phases import run_benchmark
 
-    p = _params(args)
-    check_params(args.params, args.out)
-    phases = ["properties", "table"] if args.phase == "all" else [args.phase]
-    spent: dict[str, float] = {}
-    for phase in phases:
-        for group, seconds in run(plan(p, args.out, phase), args.params, args.quiet).items():
-            spent[group] = spent.get(group, 0.0) + seconds
-        ok = write_tables(args.out, p.source_seed, phase)
-        if phase == "properties" and not ok:
-            print(timing_table(spent, args.out))
-            print(f"stvm benchmark: {args.out}: the benchmark's properties do not hold (FAIL above); "
-                  "no adaptation variant was run", file=sys.stderr)
-            return 1
-    print("\n## where the time goes\n\n" + timing_table(spent, args.out))
-    return 0
+    if args.overrides:
+        raise StvmError(args.params, "stvm benchmark takes no --set: its steps read the params file as a whole")
+    return run_benchmark(_params(args), args.params, args.out, args.phase, args.budget, args.quiet)
 
 
 def cmd_report(args: argparse.Namespace) -> int:

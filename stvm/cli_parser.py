@@ -35,14 +35,18 @@ def build_parser(handlers: Mapping[str, Callable[[argparse.Namespace], int]], de
         sp = sub.add_parser(name, help=help, description=help)
         sp.add_argument("--params", type=Path, default=DEFAULT_PARAMS, help="params file (default: params.yaml)")
         sp.add_argument("--quiet", action="store_true", help="no progress output")
+        sp.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override one parameter of the params file (repeatable; validated like the file)")
         sp.set_defaults(fn=handlers[name])
         return sp
 
-    sp = stage("benchmark", "The synthetic benchmark tier: source model, shift parts, Oracle, then Table IV "
-               "(resumable; README 'Benchmark').")
+    sp = stage("benchmark", "The synthetic benchmark: geometry table, a shift frozen from Source/AdaBN/Oracle, "
+               "learning curves, then Table IV (resumable; README 'Benchmark').")
     sp.add_argument("--out", type=Path, default=Path("results/benchmark"), help="output folder (default: results/benchmark)")
-    sp.add_argument("--phase", choices=["all", "properties", "table"], default="all",
-                    help="properties: what the benchmark is (frozen before variants run); table: Table IV on it")
+    sp.add_argument("--phase", choices=["all", "geometry", "shift", "curves", "table"], default="all",
+                    help="one phase, or all in order (the table only with --budget)")
+    sp.add_argument("--budget", type=int, help="Table IV's adaptation iterations, the same for every variant "
+                    "(fix it in advance from the curves)")
 
     sp = stage("synth", "Write the built-in synthetic benchmark (GTA5-format source, Cityscapes-format target).")
     sp.add_argument("--out", type=Path, required=True, help="output root (writes OUT/source and OUT/target)")

@@ -25,6 +25,7 @@ from typing import Any, Literal, get_args, get_origin
 import yaml
 
 from stvm.errors import StvmError
+from stvm.overrides import apply_override
 from stvm.variants import VARIANTS
 
 SEED_MAX = 2**32 - 1  # NumPy's seed range; torch and Python accept it too
@@ -105,6 +106,9 @@ class TrainSourceParams:
     iterations: int = _f(20000, "Training iterations.", min=1)
     batch_size: int = _f(2, "Batch size (paper: 2).", min=1)
     crop: int = _f(512, "Square random crop side (paper: 512).", min=8)
+    head_dilations: list[int] = _f(
+        [], "Dilations of the classifier's branches (and M's); [] = the paper's (V2 6/12/18/24, V3 12/24/36). "
+            "A small benchmark scales them to its feature maps (recorded in every checkpoint).", empty_ok=True)
     lr: float = _f(2.5e-4, "SGD learning rate of the feature extractor F (C uses 10x).", min=0.0)
     lr_head_mult: float = _f(10.0, "Classifier C learning rate multiplier.", min=0.0)
     momentum: float = _f(0.9, "SGD momentum.", min=0.0)
@@ -113,6 +117,25 @@ class TrainSourceParams:
     hflip: bool = _f(True, "Random horizontal flip.")
     log_every: int = _f(20, "Iterations between progress/plot rows.", min=1)
     ckpt_every: int = _f(500, "Iterations between checkpoints.", min=1)
+    snapshots: list[int] = _f(
+        [], "Iterations at which a snapshot model is written (snapshots/it<N>.pt; evaluate scores them for "
+            "the learning curve).", empty_ok=True)
+
+    def __post_init__(self) -> None:
+        n = 4 if self.arch.startswith("deeplabv2") else 3
+        if self.head_dilations and (len(self.head_dilations) != n or min(self.head_dilations) < 1):
+            raise StvmError(None, f"train_source.head_dilations: {self.arch} needs {n} integers >= 1 (or [] for "
+                                  f"the paper's), got {self.head_dilations}")
+        check_snapshots("train_source", self.snapshots, self.iterations)
+
+    def dilations(self) -> tuple[int, ...] | None:
+        """The head geometry to build (None = the paper's)."""
+        return tuple(self.head_dilations) or None
+
+
+def check_snapshots(section: str, its: list[int], total: int) -> None:
+    if any(not 1 <= i <= total for i in its) or list(its) != sorted(set(its)):
+        raise StvmError(None, f"{section}.snapshots: expected increasing iterations in [1, {total}], got {its}")
 
 
 @dataclass(frozen=True)
@@ -162,6 +185,12 @@ class AdaptParams:
         "batch statistics updating the running ones (train; open choice).")
     log_every: int = _f(20, "Iterations between progress/plot rows.", min=1)
     ckpt_every: int = _f(500, "Iterations between checkpoints.", min=1)
+    snapshots: list[int] = _f(
+        [], "Iterations at which the evaluated network is written as a snapshot (snapshots/it<N>.pt; evaluate "
+            "scores them). Never read back by adapt: the budget stays source-free.", empty_ok=True)
+
+    def __post_init__(self) -> None:
+        check_snapshots("adapt", self.snapshots, self.iterations)
 
 
 @dataclass(frozen=True)
@@ -224,7 +253,7 @@ def _check_value(key: str, tp: Any, value: Any, meta: Any) -> Any:
         return value
     if origin is list:
         (inner,) = get_args(tp)
-        if not isinstance(value, list) or not value:
+        if not isinstance(value, list) or not (value or meta.get("empty_ok")):
             raise StvmError(None, f"{key}: expected a non-empty list, got {show(value)}")
         return [_check_value(f"{key}[{i}]", inner, v, {}) for i, v in enumerate(value)]
     if tp is bool:
@@ -322,8 +351,9 @@ def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
     return memo[id(node)]
 
 
-def load_params(path: str | Path) -> Params:
-    """Read and validate a params.yaml file once; every error names the file and the key."""
+def load_params(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Params:
+    """Read and validate a params.yaml file once, with ``--set section.key=value`` overrides applied
+    before the validation (so they are checked like the file); every error names the file and key."""
     path = Path(path)
     if not path.is_file():
         raise StvmError(path, "params file not found" if not path.is_dir() else "is a directory, not a params file")
@@ -337,10 +367,13 @@ def load_params(path: str | Path) -> Params:
         raw = yaml.load(text, Loader=_BoundedLoader) or {}  # noqa: S506 (a SafeLoader subclass)
     except (yaml.YAMLError, RecursionError) as err:
         raise StvmError(path, f"not valid YAML ({str(err).splitlines()[0][:200]})") from None
+    for item in overrides:
+        raw = apply_override(raw, item)
     try:
         return params_from_dict(raw)
     except StvmError as err:
-        raise StvmError(path, err.problem) from None
+        where = f"{path} with --set {' --set '.join(overrides)}" if overrides else path
+        raise StvmError(where, err.problem) from None
 
 
 def section_dict(section: Any) -> dict[str, Any]:

@@ -71,3 +71,30 @@ def save_state(path: Path, weights: dict[str, Any], payload: dict[str, Any], it:
     check_finite(weights, path)
     save_checkpoint({**payload, "iteration": it, "rng": rng_state(), "wall_seconds": wall, "fingerprint": run_id},
                     path)
+
+
+SNAPSHOT_DIR = "snapshots"
+
+
+def snapshot_path(out: Path, it: int) -> Path:
+    """Where a loop writes its model at iteration ``it`` (``out/snapshots/it000500.pt``)."""
+    return out / SNAPSHOT_DIR / f"it{it:06d}.pt"
+
+
+def snapshot_iteration(path: Path) -> int | None:
+    """The iteration of a snapshot file name, or None for a file no loop wrote."""
+    stem = path.name.removesuffix(".pt")
+    digits = stem[2:]
+    ok = path.suffix == ".pt" and stem.startswith("it") and len(digits) == 6 and digits.isdigit()
+    return int(digits) if ok else None
+
+
+def drop_snapshots_after(out: Path, start: int) -> None:
+    """Remove the snapshots past ``start`` (all of them on a fresh start), so none of another run or
+    of a lost stretch is left beside this run's; only files named as this loop names them."""
+    folder = out / SNAPSHOT_DIR
+    if folder.is_dir():
+        for f in folder.iterdir():
+            it = snapshot_iteration(f)
+            if it is not None and it > start and f.is_file():
+                f.unlink()

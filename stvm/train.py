@@ -23,7 +23,17 @@ from stvm.data.images import to_float
 from stvm.data.labels import IGNORE, PROTOCOL_CLASSES, protocol_lut
 from stvm.digest import inputs_digest
 from stvm.io import prepare_out_dir, write_json
-from stvm.loops import log_due, make_loader, resume_state, save_state, set_poly_lr, sgd_for, window_length
+from stvm.loops import (
+    drop_snapshots_after,
+    log_due,
+    make_loader,
+    resume_state,
+    save_state,
+    set_poly_lr,
+    sgd_for,
+    snapshot_path,
+    window_length,
+)
 from stvm.models.deeplab import SegModel, build_model
 from stvm.models.weights import init_backbone, save_model_checkpoint
 from stvm.plots import PlotWriter
@@ -65,7 +75,7 @@ def train_source(
     data = CropDataset(images, labels, cfg.crop, cfg.hflip, protocol_lut(protocol))
     if info.is_main:
         prepare_out_dir(out)
-    model = build_model(cfg.arch, num_classes)
+    model = build_model(cfg.arch, num_classes, cfg.dilations())
     init_desc = init_backbone(model, cfg.init)
     model.to(dev)
     opt = sgd_for(model, cfg.lr, cfg.lr * cfg.lr_head_mult, cfg.momentum, cfg.weight_decay, nesterov=False)
@@ -84,6 +94,10 @@ def train_source(
             running = state["running_loss"].to(dev)
         else:  # older checkpoint: the first row averages the iterations run since the resume
             window_start = start
+    if info.is_main:
+        drop_snapshots_after(out, start)
+    meta = {"protocol": protocol, "init": init_desc, "seed": seed, "params": section_dict(cfg), "stage": "train_source",
+            "input_size": list(prepared_size(images))}
     net: torch.nn.Module = model
     if info.world_size > 1:
         # SyncBN on GPU (batch 2 per rank is too small for per-rank statistics); torch has no CPU SyncBN.
@@ -113,6 +127,9 @@ def train_source(
             progress.set(done, {"loss": mean_loss, "lr": lr})
             if plots:
                 plots.row({"iteration": done, "loss": mean_loss, "lr": lr})
+        if info.is_main and done in cfg.snapshots:
+            guard.raise_if_bad("train_source")
+            save_model_checkpoint(model, snapshot_path(out, done), **meta, iteration=done)
         if info.is_main and (done % cfg.ckpt_every == 0 or done == stop_after):
             guard.raise_if_bad("train_source")  # never checkpoint a diverged run
             _checkpoint(ckpt_path, model, opt, done, wall_before + time.perf_counter() - t0, run_id, running)
@@ -123,8 +140,6 @@ def train_source(
     wall = wall_before + time.perf_counter() - t0
     if info.is_main:
         _checkpoint(ckpt_path, model, opt, cfg.iterations, wall, run_id, running)
-        meta = {"protocol": protocol, "init": init_desc, "seed": seed, "params": section_dict(cfg), "stage": "train_source",
-                "input_size": list(prepared_size(images))}
         save_model_checkpoint(model, out / "model.pt", **meta)
         metrics = {"iterations": cfg.iterations, "wall_seconds": round(wall, 2)}
         run = {"device": str(dev), "seed": seed, "world_size": info.world_size, "init": init_desc,

@@ -1,7 +1,9 @@
-"""Tests for `stvm benchmark` (stvm.benchmark): its plan, resume, failure and tables."""
+"""Tests for `stvm benchmark` (stvm.benchmark, stvm.benchmark_phases): the phases' steps, the
+geometry rule, the shift bisection, resume, failure and the tables."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 from pathlib import Path
@@ -9,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from stvm import benchmark
-from stvm.config import SHIFT_PART_NAMES, load_params
+from stvm import benchmark_phases as phases
+from stvm.config import load_params
 from stvm.errors import StvmError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,22 +24,65 @@ def params():
     return load_params(ROOT / "configs/benchmark.yaml")
 
 
-def test_properties_run_no_adaptation_variant_but_adabn(params, tmp_path: Path) -> None:
-    steps = benchmark.plan(params, tmp_path, "properties")
-    adapted = {st.argv[st.argv.index("--variant") + 1] for st in steps if st.argv[0] == "adapt"}
-    assert adapted == {"AdaBN"}
-    per_part = [st for st in steps if st.argv[0] == "adapt"]
-    assert len(per_part) == len(SHIFT_PART_NAMES) + 2  # each part alone, none, and all
-    assert any(st.name == "train oracle on target labels" and "target/train/labels" in " ".join(st.argv) for st in steps)
+def _variants(steps) -> set[str]:
+    return {st.argv[st.argv.index("--variant") + 1] for st in steps if st.argv[0] == "adapt"}
 
 
-def test_table_phase_runs_every_variant_and_seed_then_the_report(params, tmp_path: Path) -> None:
-    steps = benchmark.plan(params, tmp_path, "table")
-    assert len(steps) == 2 * len(params.variants) * len(params.seeds) + 1 and steps[-1].name == "report"
-    every = benchmark.plan(params, tmp_path, "all")
-    assert every == benchmark.plan(params, tmp_path, "properties") + steps
-    done = [st.done for st in every]
-    assert len(set(done)) == len(done) - 2  # AdaBN seed 0 on the benchmark: measured with the properties
+def test_the_benchmark_params_follow_the_papers_geometry(params) -> None:
+    benchmark.check_geometry(params)  # full-height crops, dilations at the paper's ratio to the map side
+    ts = dataclasses.replace(params.train_source, head_dilations=[6, 12, 18, 24])
+    with pytest.raises(StvmError, match=r"head_dilations \[6, 12, 18, 24\] != \[1, 2, 2, 3\]"):
+        benchmark.check_geometry(dataclasses.replace(params, train_source=ts))
+    ad = dataclasses.replace(params.adapt, crop=32)
+    with pytest.raises(StvmError, match="adapt.crop 32 != prepare.height 64"):
+        benchmark.check_geometry(dataclasses.replace(params, adapt=ad))
+
+
+def test_geometry_and_shift_run_no_self_trained_variant(params, tmp_path: Path) -> None:
+    steps = benchmark.geometry_steps(params, tmp_path) + benchmark.probe_steps(params, tmp_path, 0.25)
+    assert _variants(steps) == {"AdaBN"}
+    trains = [st for st in steps if st.argv[0] == "train_source"]
+    assert len(trains) == 5 and "target/train/labels" in " ".join(trains[-1].argv)  # 4 geometry options, 1 Oracle
+    opts = [" ".join(st.argv) for st in trains[:4]]
+    assert "head_dilations=[]" in opts[0] and "crop=32" in opts[0]  # the old geometry: each choice undone
+    assert "head_dilations=[1, 2, 2, 3]" in opts[3] and "crop=64" in opts[3]
+
+
+def test_every_step_writes_its_own_output(params, tmp_path: Path) -> None:
+    steps = (benchmark.geometry_steps(params, tmp_path) + benchmark.probe_steps(params, tmp_path, 0.5)
+             + benchmark.probe_steps(params, tmp_path, 0.75) + benchmark.curve_steps(params, tmp_path, 0.5)
+             + benchmark.table_steps(params, tmp_path, 0.5, 1000))
+    done = [st.done for st in steps]
+    assert len(set(done)) == len(done)
+
+
+def test_curves_run_past_the_budget_and_the_table_at_the_given_one(params, tmp_path: Path) -> None:
+    curves = benchmark.curve_steps(params, tmp_path, 0.5)
+    assert _variants(curves) == set(benchmark.CURVE_VARIANTS)
+    total = benchmark.CURVE_LENGTH * params.adapt.iterations
+    assert total >= 4 * 500 and all(f"adapt.iterations={total}" in st.argv for st in curves if st.argv[0] == "adapt")
+    table = benchmark.table_steps(params, tmp_path, 0.5, 1234)
+    adapts = [st for st in table if st.argv[0] == "adapt"]
+    assert len(adapts) == (len(params.variants) - 1) * len(params.seeds)  # AdaBN: measured once, with the shift
+    assert all("adapt.iterations=1234" in st.argv for st in adapts)
+    assert {st.argv[st.argv.index("--model") + 1].split("/models/")[1] for st in table if st.argv[0] == "evaluate"
+            and "/shift/" in st.argv[st.argv.index("--model") + 1]} == {"AdaBN/seed0/model.pt", "Oracle/seed0/model.pt"}
+
+
+def _probe(shift: float, ratio: float, share: float) -> dict[str, float]:
+    return {"shift": shift, "ratio": ratio, "share": share}
+
+
+def test_the_shift_bisection() -> None:
+    assert phases.next_shift([]) == benchmark.FIRST_SHIFT
+    too_harsh, too_mild = _probe(0.5, 0.2, 0.1), _probe(0.25, 0.8, 0.1)
+    assert phases.next_shift([too_harsh]) == 0.25
+    assert phases.next_shift([too_harsh, too_mild]) == 0.375
+    assert phases.next_shift([_probe(0.5, 0.8, 0.1)]) == 0.75
+    assert phases.next_shift([too_harsh, _probe(0.25, 0.55, 0.1)]) is None  # passes: frozen
+    assert phases.next_shift([_probe(0.5, 0.55, 0.4)]) is None  # in range but AdaBN closes too much: no rule left
+    assert phases.passes(_probe(0.5, 0.55, 0.25)) and not phases.passes(_probe(0.5, 0.55, 0.26))
+    assert not phases.passes(_probe(0.5, 0.44, 0.1))
 
 
 def _fake_subprocess(monkeypatch, fail: str | None = None) -> list[list[str]]:
@@ -46,10 +92,9 @@ def _fake_subprocess(monkeypatch, fail: str | None = None) -> list[list[str]]:
         calls.append(argv)
         if fail is not None and fail in argv:
             return subprocess.CompletedProcess(argv, 3)
-        out = Path(argv[argv.index("--out") + 1]) if "--out" in argv else None
-        assert out is not None
+        out = Path(argv[argv.index("--out") + 1])
         out.mkdir(parents=True, exist_ok=True)
-        for name in ("metrics.json", "model.pt", "synth.json", "manifest.json", "report.md"):
+        for name in ("metrics.json", "model.pt", "synth.json", "manifest.json"):
             (out / name).write_text("{}")
         return subprocess.CompletedProcess(argv, 0)
 
@@ -58,7 +103,7 @@ def _fake_subprocess(monkeypatch, fail: str | None = None) -> list[list[str]]:
 
 
 def test_run_skips_done_steps_and_resumes(params, tmp_path: Path, monkeypatch) -> None:
-    steps = benchmark.plan(params, tmp_path, "table")[:4]
+    steps = benchmark.table_steps(params, tmp_path, 0.5, 10)[:4]
     calls = _fake_subprocess(monkeypatch)
     steps[0].done.parent.mkdir(parents=True)
     steps[0].done.write_text("{}")
@@ -69,7 +114,7 @@ def test_run_skips_done_steps_and_resumes(params, tmp_path: Path, monkeypatch) -
 
 
 def test_a_failed_step_names_itself(params, tmp_path: Path, monkeypatch) -> None:
-    steps = benchmark.plan(params, tmp_path, "table")[:2]
+    steps = benchmark.table_steps(params, tmp_path, 0.5, 10)[:2]
     _fake_subprocess(monkeypatch, fail="adapt")
     with pytest.raises(StvmError, match="step 'adapt .* seed 0' failed"):
         benchmark.run(steps, Path("p.yaml"))
@@ -79,6 +124,7 @@ def _eval(folder: Path, miou: float, ious: list[float], present: list[bool]) -> 
     folder.mkdir(parents=True)
     scores = {f"iou/{n}": v for n, v in zip(NAMES, ious)} | {"miou": miou}
     (folder / "scores.json").write_text(json.dumps(scores))
+    (folder / "metrics.json").write_text(json.dumps({"miou": miou}))
     matrix = [[5 if here else 0] * len(NAMES) for here in present]
     (folder / "confusion.json").write_text(json.dumps({"matrix": matrix, "protocol": 19}))
 
@@ -86,35 +132,30 @@ def _eval(folder: Path, miou: float, ious: list[float], present: list[bool]) -> 
 def test_source_table_fails_on_a_weak_present_class_only(tmp_path: Path) -> None:
     ious = [90.0, 85.0, 70.0, 60.0, 50.0, 5.0]
     _eval(tmp_path / "source_val/Source/seed0", 60.0, ious, [True] * 5 + [False])
-    _eval(tmp_path / "eval/Source/seed0", 20.0, [40.0, 10.0, 0.0, 0.0, 0.0, 0.0], [True] * 6)
-    text, ok = benchmark.source_table(tmp_path, 0)
-    assert ok and "| pole | 5.0 | 0.0 |" in text  # pole absent from source val: not held against it
+    text, ok = phases.source_table(tmp_path, 0)
+    assert ok and "| pole |" not in text  # pole absent from source val: not held against it
     _eval(tmp_path / "source_val/Source/seed1", 60.0, ious, [True] * 6)
-    _eval(tmp_path / "eval/Source/seed1", 20.0, [40.0, 10.0, 0.0, 0.0, 0.0, 0.0], [True] * 6)
-    text, ok = benchmark.source_table(tmp_path, 1)
+    text, ok = phases.source_table(tmp_path, 1)
     assert not ok and "below 10 IoU: pole" in text
 
 
-@pytest.mark.parametrize("source, adabn, ok", [(30.0, 40.0, True), (30.0, 50.0, False), (45.0, 46.0, False)])
-def test_parts_table_checks_loss_and_adabn_share(tmp_path: Path, source: float, adabn: float, ok: bool) -> None:
-    _eval(tmp_path / "source_val/Source/seed0", 60.0, [60.0] * 6, [True] * 6)
-    for root in [tmp_path / "parts" / p for p in ("none", *SHIFT_PART_NAMES)] + [tmp_path]:
-        _eval(root / "eval/Source/seed0", source, [source] * 6, [True] * 6)
-        _eval(root / "eval/AdaBN/seed0", adabn, [adabn] * 6, [True] * 6)
-    text, passed = benchmark.parts_table(tmp_path, 0)
-    share = (adabn - source) / (60.0 - source) * 100
-    assert passed is ok and f"| all parts (benchmark) | {source:.1f} | {60.0 - source:.1f} | {adabn:.1f} | {share:.0f} % |" in text
+def test_a_probe_reads_ratio_and_share(tmp_path: Path) -> None:
+    root = benchmark.shift_dir(tmp_path, 0.5)
+    for run, miou in {"Source": 30.0, "AdaBN": 35.0, "Oracle": 60.0}.items():
+        _eval(root / "eval" / run / "seed0", miou, [miou] * 6, [True] * 6)
+    m = phases.probe(tmp_path, 0.5, 0)
+    assert m["ratio"] == 0.5 and abs(m["share"] - 5 / 30) < 1e-12 and phases.passes(m)
+    assert "| 0.5 | 30.0 | 35.0 | 60.0 | 50 % | 17 % | PASS |" in phases.shift_table([m])
 
 
 def test_table4_reads_the_gap_each_run_closes(tmp_path: Path) -> None:
     for run, seeds in {"Source": [20.0], "Oracle": [60.0], "STvM": [30.0, 34.0, 32.0]}.items():
         for i, miou in enumerate(seeds):
-            folder = tmp_path / "eval" / run / f"seed{i}"
-            folder.mkdir(parents=True)
-            (folder / "metrics.json").write_text(json.dumps({"miou": miou}))
-    text = benchmark.table4(tmp_path)
+            _eval(tmp_path / "eval" / run / f"seed{i}", miou, [miou] * 6, [True] * 6)
+    text = phases.table4(tmp_path)
     assert "| STvM | 32.0 ± 2.0 | 30.0 | 3 | 30 % |" in text
     assert "| Oracle | 60.0 ± n/a | 60.0 | 1 | 100 % |" in text
+    assert "| road | 20.0 | 32.0 | 60.0 |" in phases.per_class(tmp_path)
 
 
 def test_resume_refuses_other_params(tmp_path: Path) -> None:
@@ -125,3 +166,15 @@ def test_resume_refuses_other_params(tmp_path: Path) -> None:
     params.write_text("seeds: [1]\n")
     with pytest.raises(StvmError, match="made with other params"):
         benchmark.check_params(params, out)
+
+
+def test_a_budget_or_shift_is_fixed_once(tmp_path: Path) -> None:
+    benchmark.recorded(tmp_path / "budget.json", {"iterations": 1000}, "the table's budget")
+    assert benchmark.recorded(tmp_path / "budget.json", {"iterations": 1000}, "x") == {"iterations": 1000}
+    with pytest.raises(StvmError, match="budget.json: the table's budget was fixed as"):
+        benchmark.recorded(tmp_path / "budget.json", {"iterations": 2000}, "the table's budget")
+
+
+def test_the_table_phase_needs_a_frozen_shift(params, tmp_path: Path) -> None:
+    with pytest.raises(StvmError, match="frozen.json: no frozen shift yet"):
+        phases.run_phase("table", params, tmp_path, Path("p.yaml"), True, 100, {})

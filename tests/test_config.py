@@ -94,3 +94,47 @@ def test_synth_size_floor_is_one_number_checked_in_both_places(tmp_path):
     with pytest.raises(StvmError, match=f"at least {SYNTH_MIN_SIDE}x{SYNTH_MIN_SIDE}"):
         write_synth(tmp_path / "s", n_source=1, n_target_train=1, n_target_val=1, width=SYNTH_MIN_SIDE - 1,
                     height=64, seed=0)
+
+
+def test_set_overrides_are_applied_then_validated(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump({"adapt": {"lr": 0.1}, "train_source": {"arch": "deeplabv2_r18"}}))
+    p = load_params(path, ["adapt.lr=0.01", "train_source.head_dilations=[1, 2, 2, 3]", "synth.parts.shape=0.5"])
+    assert p.adapt.lr == 0.01 and p.train_source.head_dilations == [1, 2, 2, 3] and p.synth.parts.shape == 0.5
+    assert load_params(path).adapt.lr == 0.1  # the file itself is unchanged
+    with pytest.raises(StvmError, match=r"p.yaml with --set adapt.lr=-1: adapt.lr: expected a value in"):
+        load_params(path, ["adapt.lr=-1"])
+    with pytest.raises(StvmError, match="adapt.lrr: unknown key"):
+        load_params(path, ["adapt.lrr=1"])
+    with pytest.raises(StvmError, match="expected section.key=value"):
+        load_params(path, ["adapt.lr"])
+
+
+def test_set_reaches_the_trained_model_through_the_cli(tmp_path):
+    from stvm.cli import main
+    from stvm.io import load_checkpoint
+    from tests.tiny import write_prepared
+
+    images, labels = write_prepared(tmp_path / "data", n=2)
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump({"train_source": {"arch": "deeplabv2_r18", "init": "random", "iterations": 1,
+                                                     "crop": 32, "lr": 0.5}}))
+    argv = ["train_source", "--params", str(path), "--images", str(images), "--labels", str(labels), "--quiet"]
+    assert main([*argv, "--out", str(tmp_path / "m"), "--set", "train_source.lr=0.0123",
+                 "--set", "train_source.head_dilations=[1, 2, 3, 4]"]) == 0
+    meta = load_checkpoint(tmp_path / "m/model.pt")
+    assert meta["params"]["lr"] == 0.0123 and meta["head_dilations"] == [1, 2, 3, 4]
+    assert main([*argv, "--out", str(tmp_path / "n"), "--set", "train_source.lr=x"]) == 2
+    assert not (tmp_path / "n/model.pt").exists()
+
+
+@pytest.mark.parametrize("arch, dil, ok", [("deeplabv2_r18", [1, 2, 2, 3], True), ("deeplabv2_r18", [1, 2, 3], False),
+                                           ("deeplabv3_r18", [1, 2, 3], True), ("deeplabv2_r18", [0, 1, 2, 3], False),
+                                           ("deeplabv2_r18", [], True)])
+def test_head_dilations_fit_the_arch(arch, dil, ok):
+    raw = {"train_source": {"arch": arch, "head_dilations": dil}}
+    if ok:
+        assert params_from_dict(raw).train_source.dilations() == (tuple(dil) or None)
+    else:
+        with pytest.raises(StvmError, match="train_source.head_dilations"):
+            params_from_dict(raw)

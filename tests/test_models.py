@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from stvm.compat import torchvision
 from stvm.errors import StvmError
-from stvm.models.deeplab import ARCHS, ASPPv2, build_head, build_model
+from stvm.models.deeplab import ARCHS, ASPPv2, build_head, build_model, paper_dilations
 from stvm.models.weights import (
     CAFFE_MEAN_BGR,
     import_external_deeplabv2,
@@ -381,7 +381,7 @@ def test_save_load_round_trip(tmp_path, arch):
     meta = {"protocol": 16, "init": "random init", "params": {"lr": 0.1, "crop": [64, 64]}}
     save_model_checkpoint(model, tmp_path / "m.pt", **meta)
     loaded, got = load_model_checkpoint(tmp_path / "m.pt")
-    assert got == {"arch": arch, "num_classes": 7, **meta}
+    assert got == {"arch": arch, "num_classes": 7, "head_dilations": list(paper_dilations(arch)), **meta}
     assert loaded.arch == arch and loaded.num_classes == 7
     if arch == "deeplabv2_r18":
         assert loaded.classifier.aspp_branches == 3

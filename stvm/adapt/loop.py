@@ -24,7 +24,16 @@ from stvm.config import AdaptParams, section_dict
 from stvm.data.datasets import CropDataset, IterationBatches, prepared_size
 from stvm.digest import inputs_digest, require_file
 from stvm.io import prepare_out_dir, write_json
-from stvm.loops import log_due, make_loader, resume_state, save_state, set_poly_lr, window_length
+from stvm.loops import (
+    drop_snapshots_after,
+    log_due,
+    make_loader,
+    resume_state,
+    save_state,
+    set_poly_lr,
+    snapshot_path,
+    window_length,
+)
 from stvm.models.weights import save_model_checkpoint
 from stvm.plots import PlotWriter
 from stvm.progress import ProgressBar
@@ -86,6 +95,8 @@ def adapt(
         PlotWriter(out / "plots" / "adapt.csv", PLOT_COLUMNS).finish()
         wall = time.perf_counter() - t_build
         return _finish(cfg, variant, v, nets, meta, out, seed, wall, str(dev), iterations=0)
+    if info.is_main:
+        drop_snapshots_after(out, start)
     sampler = IterationBatches(len(data), cfg.batch_size, seed, start, cfg.iterations, info.rank, info.world_size)
     plots = PlotWriter(out / "plots" / "adapt.csv", PLOT_COLUMNS, start) if info.is_main else None
     progress = ProgressBar(cfg.iterations, f"adapt {variant}", show_progress and info.is_main, start=start, unit="it")
@@ -106,6 +117,9 @@ def adapt(
             progress.set(done, {"loss": row["loss"], "w": row["reliability"], "lr": lr})
             if plots is not None:
                 plots.row({"iteration": done, "lr": lr, **row})
+        if done in cfg.snapshots and info.is_main:  # written, never read back: the budget stays source-free
+            guard.raise_if_bad(f"adapt {variant}")
+            _save_model(snapshot_path(out, done), cfg, variant, v, nets, meta, seed, done)
         if done % cfg.ckpt_every == 0 or done == stop_after:
             guard.first_bad = ddp.first_bad_over_ranks(guard.first_bad)
             guard.raise_if_bad(f"adapt {variant}")  # never checkpoint a diverged run
@@ -175,6 +189,22 @@ def _checkpoint(path: Path, nets: Nets, it: int, wall: float, run_id: str, is_ma
 def _finish(cfg, variant, v, nets, meta, out, seed, wall, dev, world: int = 1,
             iterations: int | None = None) -> dict[str, Any]:
     """Write the evaluated network as ``out/model.pt`` (with M, for Table VII) and train metrics."""
+    _save_model(out / "model.pt", cfg, variant, v, nets, meta, seed, iterations)
+    metrics = {"iterations": cfg.iterations if iterations is None else iterations, "wall_seconds": round(wall, 2)}
+    choices = open_choices(cfg) | ({"iterations": ADABN_ITERATIONS} if iterations == 0 else {})
+    run = {"variant": variant, "source_seed": meta.get("seed"), "device": dev, "seed": seed, "world_size": world,
+           "threads": current_threads(), "choices": choices}
+    write_json(out / "adapt_info.json", run)  # provenance and open choices; the metrics file holds numbers only
+    write_json(out / "adapt_metrics.json", metrics)
+    return {**metrics, **run}
+
+
+ADABN_ITERATIONS = "0 (AdaBN: BN statistics only, no training step)"
+
+
+def _save_model(path: Path, cfg: AdaptParams, variant: str, v: Variant, nets: Nets, meta: dict, seed: int,
+                iterations: int | None) -> None:
+    """The evaluated network (student or teacher), with M and the teacher as extras, at ``path``."""
     net = nets.student if cfg.evaluated_network == "student" or not v.mean_teacher else nets.teacher
     extra: dict[str, Any] = {"extras": []}
     if nets.metric is not None:
@@ -183,20 +213,12 @@ def _finish(cfg, variant, v, nets, meta, out, seed, wall, dev, world: int = 1,
     if v.mean_teacher:  # the report shows the teacher's confidence next to the evaluated network
         extra["extras"].append("teacher")
         extra["teacher"] = nets.teacher.state_dict()
-    choices = open_choices(cfg)
-    if iterations == 0:
-        choices["iterations"] = "0 (AdaBN: BN statistics only, no training step)"
+    choices = open_choices(cfg) | ({"iterations": ADABN_ITERATIONS} if iterations == 0 else {})
     save_model_checkpoint(
-        net, out / "model.pt", protocol=meta.get("protocol", 19), stage="adapt", variant=variant, seed=seed,
+        net, path, protocol=meta.get("protocol", 19), stage="adapt", variant=variant, seed=seed,
         source=meta.get("init", ""), choices=choices, params=section_dict(cfg), input_size=meta.get("input_size"),
-        **extra,
+        **({"iteration": iterations} if iterations else {}), **extra,
     )
-    metrics = {"iterations": cfg.iterations if iterations is None else iterations, "wall_seconds": round(wall, 2)}
-    run = {"variant": variant, "source_seed": meta.get("seed"), "device": dev, "seed": seed, "world_size": world,
-           "threads": current_threads(), "choices": choices}
-    write_json(out / "adapt_info.json", run)  # provenance and open choices; the metrics file holds numbers only
-    write_json(out / "adapt_metrics.json", metrics)
-    return {**metrics, **run}
 
 
 def open_choices(cfg: AdaptParams) -> dict[str, str]:

@@ -88,7 +88,7 @@ def build_nets(cfg: AdaptParams, v: Variant, source_model: Path, dev: torch.devi
     nets = Nets(student, teacher, opt, source_params=[q.detach().float().clone() for q in student.parameters()])
     if v.trains_metric(cfg.metric_probe):
         g = torch.Generator().manual_seed(seed)
-        head = build_head(meta["arch"], student.feature_channels, cfg.n_f)
+        head = build_head(meta["arch"], student.feature_channels, cfg.n_f, student.dilations)
         nets.metric = MetricHead(head, student.num_classes, cfg.n_f, generator=g).to(dev)
         nets.opt_metric = torch.optim.Adam(nets.metric.parameters(), lr=cfg.lr_metric)
         for group in nets.opt_metric.param_groups:

@@ -53,7 +53,7 @@ def nets_from(model: torch.nn.Module, meta: dict, device: torch.device) -> Loade
     if "metric_head" in extras:
         state = meta["metric_head"]
         n_f = int(state["proxies"].shape[1])
-        metric = MetricHead(build_head(meta["arch"], model.feature_channels, n_f), model.num_classes, n_f)
+        metric = MetricHead(build_head(meta["arch"], model.feature_channels, n_f, model.dilations), model.num_classes, n_f)
         metric.load_state_dict(state)
         metric.to(device).eval()
     return LoadedNets(model, teacher, metric, meta)

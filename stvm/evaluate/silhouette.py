@@ -111,7 +111,7 @@ def silhouette_for_checkpoint(model, meta: dict, images: Path, labels: Path, dev
     protocol = int(meta.get("protocol", 19))
     state = meta["metric_head"]
     n_f = int(state["proxies"].shape[1])
-    head = build_head(meta["arch"], model.feature_channels, n_f).to(dev).eval()
+    head = build_head(meta["arch"], model.feature_channels, n_f, model.dilations).to(dev).eval()
     head.load_state_dict({k[len("head."):]: v for k, v in state.items() if k.startswith("head.")})
     net = model
     if "teacher" in meta:

@@ -26,6 +26,7 @@ from stvm.evaluate.maps import write_maps
 from stvm.evaluate.metrics import flatten_metrics
 from stvm.evaluate.nets import nets_from
 from stvm.io import atomic_dir, prepare_out_dir, write_json
+from stvm.loops import SNAPSHOT_DIR, snapshot_iteration
 from stvm.models.weights import load_model_checkpoint
 from stvm.runtime import resolve_device
 from stvm.threads import current_threads
@@ -64,7 +65,31 @@ def evaluate_stage(
         write_json(tmp / "confusion.json", metrics.pop("_confusion"))
         _write_split(tmp, metrics)
         write_json(tmp / "maps" / "index.json", write_maps(tmp, nets_from(model, meta, dev), images, cfg.maps, input_size, dev))
+        curve = _snapshot_curve(cfg, model_path, meta, metrics, images, labels, dev, input_size, show_progress)
+        if curve:
+            write_json(tmp / "curve.json", curve)
     return metrics
+
+
+def _snapshot_curve(cfg: EvaluateParams, model_path: Path, meta: dict, metrics: dict[str, Any], images: Path,
+                    labels: Path, dev, input_size: tuple[int, int], show_progress: bool) -> dict[str, Any] | None:
+    """mIoU of every snapshot beside ``model_path`` (``snapshots/it<N>.pt``) and of the model itself, in
+    iteration order: the learning curve (None without snapshots). Scored like the model (same scales
+    and flip); the loop that wrote them never reads these numbers back."""
+    folder = model_path.parent / SNAPSHOT_DIR
+    files = sorted((it, f) for f in (folder.iterdir() if folder.is_dir() else []) if (it := snapshot_iteration(f)) is not None)
+    if not files:
+        return None
+    final_it = int(meta.get("iteration", (meta.get("params") or {}).get("iterations", 0)))
+    points = {final_it: metrics["miou"]}
+    for it, f in files:
+        net, snap_meta = load_model_checkpoint(f)
+        scores, _ = evaluate_folder(net.to(dev), images, labels, protocol=int(snap_meta.get("protocol", 19)),
+                                    input_size=input_size, scales=cfg.scales, flip=cfg.flip, device=dev,
+                                    show_progress=show_progress, batch_size=cfg.batch_size)
+        points[it] = flatten_metrics(scores)["miou"]
+    return {"metric": "miou", "model": str(model_path), "final_iteration": final_it,
+            "points": [{"iteration": it, "miou": points[it]} for it in sorted(points)]}
 
 
 HEADLINE = ("miou", "miou13", "pixel_acc", "silhouette/class_mean", "silhouette/overall_mean")

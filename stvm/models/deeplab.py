@@ -56,6 +56,9 @@ DeepLabHead = torchvision.models.segmentation.deeplabv3.DeepLabHead
 
 ARCHS = ("deeplabv2_r101", "deeplabv3_r50", "deeplabv2_r18", "deeplabv3_r18")
 ASPP_V2_DILATIONS = (6, 12, 18, 24)
+ASPP_V3_DILATIONS = (12, 24, 36)  # torchvision DeepLabHead's atrous rates
+# the paper's geometry: 512-pixel crops give 65x65 stride-8 maps, so every tap sees features
+PAPER_MAP_SIDE = 65
 # arch -> (torchvision ResNet depth, DeepLab version, F channels)
 _SPECS: dict[str, tuple[int, int, int]] = {
     "deeplabv2_r101": (101, 2, 2048),
@@ -82,7 +85,9 @@ class ResNetBackbone(nn.Module):
 class ASPPv2(nn.Module):
     """DeepLabV2 classifier: the SUM of four parallel 3x3 convs with dilation 6/12/18/24.
 
-    ``aspp_branches`` (1..4) sums only the first n branches. AdaptSegNet's ``Classifier_Module``
+    ``dilations`` (one per branch; the paper's 6/12/18/24 by default) is the head geometry a small
+    benchmark scales with its feature-map size (``scaled_dilations``); checkpoints record it
+    (``weights.save_model_checkpoint``). ``aspp_branches`` (1..4) sums only the first n branches. AdaptSegNet's ``Classifier_Module``
     returns inside its loop, so its checkpoints only ever used branches 0 and 1 (dilations 6 and
     12): import those with ``aspp_branches=2``. ADVENT sums all four (the default). The value is
     kept in the module's ``state_dict`` (``_extra_state``, a 0-d int64 tensor; not a buffer, so
@@ -90,12 +95,16 @@ class ASPPv2(nn.Module):
     """
 
     def __init__(
-        self, in_channels: int, out_channels: int, aspp_branches: int | None = None
+        self,
+        in_channels: int,
+        out_channels: int,
+        aspp_branches: int | None = None,
+        dilations: tuple[int, ...] = ASPP_V2_DILATIONS,
     ) -> None:
         super().__init__()
         self.branches = nn.ModuleList(
             nn.Conv2d(in_channels, out_channels, 3, padding=d, dilation=d, bias=True)
-            for d in ASPP_V2_DILATIONS
+            for d in dilations
         )
         for conv in self.branches:  # DeepLab's init for the classifier: N(0, 0.01), zero bias
             nn.init.normal_(conv.weight, 0.0, 0.01)
@@ -140,9 +149,11 @@ class SegModel(nn.Module):
         backbone: nn.Module,
         classifier: nn.Module,
         feature_channels: int,
+        dilations: tuple[int, ...] | None = None,
     ) -> None:
         super().__init__()
         self.arch, self.num_classes, self.feature_channels = arch, num_classes, feature_channels
+        self.dilations = paper_dilations(arch) if dilations is None else tuple(dilations)
         self.backbone = backbone
         self.classifier = classifier
 
@@ -197,28 +208,60 @@ def _backbone(depth: int, version: int) -> ResNetBackbone:
     return ResNetBackbone(net)
 
 
-def build_head(arch: str, in_channels: int, out_channels: int) -> nn.Module:
-    """A classifier with the architecture of ``arch``'s C (M reuses it, ``out_channels=N_f``)."""
-    version = _spec(arch)[1]
-    return (
-        ASPPv2(in_channels, out_channels)
-        if version == 2
-        else DeepLabHead(in_channels, out_channels)
-    )
+def paper_dilations(arch: str) -> tuple[int, ...]:
+    """The head dilations of ``arch`` as published: DeepLabV2 6/12/18/24, DeepLabV3 12/24/36."""
+    return ASPP_V2_DILATIONS if _spec(arch)[1] == 2 else ASPP_V3_DILATIONS
 
 
-def build_model(arch: str, num_classes: int) -> SegModel:
-    """A randomly initialised model (no pretrained weights, no warning); load weights afterwards."""
+def feature_side(arch: str, side: int) -> int:
+    """The stride-8 feature-map side of an input side (the DeepLabV2 caffe stem rounds up: 64 -> 9,
+    512 -> 65; torchvision's stem gives ceil(side / 8))."""
+    if _spec(arch)[1] == 3:
+        return -(-side // 8)
+    half = -(-side // 2)
+    return -(-(-(-(half - 1) // 2) + 1) // 2)
+
+
+def scaled_dilations(arch: str, map_side: int) -> tuple[int, ...]:
+    """The paper's dilations scaled to a stride-8 map side at the paper's ratio (d / 65), at least 1.
+
+    At 65 (512-pixel crops) this is the paper's geometry; on a 9-row map (64-pixel frames) the
+    paper's 12/18/24 taps would only ever read zero padding, which this keeps from happening.
+    """
+    if map_side < 1:
+        raise StvmError(None, f"feature-map side must be >= 1, got {map_side}")
+    return tuple(max(1, round(d * map_side / PAPER_MAP_SIDE)) for d in paper_dilations(arch))
+
+
+def check_dilations(arch: str, dilations: tuple[int, ...]) -> tuple[int, ...]:
+    """``dilations`` as a tuple if it fits ``arch``'s head (one positive int per branch), else StvmError."""
+    n = len(paper_dilations(arch))
+    ok = len(dilations) == n and all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in dilations)
+    if not ok:
+        raise StvmError(None, f"{arch}: head dilations must be {n} integers >= 1, got {list(dilations)!r}")
+    return tuple(dilations)
+
+
+def build_head(
+    arch: str, in_channels: int, out_channels: int, dilations: tuple[int, ...] | None = None
+) -> nn.Module:
+    """A classifier with the architecture of ``arch``'s C (M reuses it, ``out_channels=N_f``);
+    ``dilations`` None = the paper's (``paper_dilations``)."""
+    dil = paper_dilations(arch) if dilations is None else check_dilations(arch, tuple(dilations))
+    if _spec(arch)[1] == 2:
+        return ASPPv2(in_channels, out_channels, dilations=dil)
+    return DeepLabHead(in_channels, out_channels, atrous_rates=dil)
+
+
+def build_model(arch: str, num_classes: int, dilations: tuple[int, ...] | None = None) -> SegModel:
+    """A randomly initialised model (no pretrained weights, no warning); load weights afterwards.
+
+    ``dilations`` is the classifier's geometry (None = the paper's; see ``scaled_dilations``)."""
     depth, version, channels = _spec(arch)
     if num_classes < 1:
         raise StvmError(None, f"num_classes must be >= 1, got {num_classes}")
-    return SegModel(
-        arch,
-        num_classes,
-        _backbone(depth, version),
-        build_head(arch, channels, num_classes),
-        channels,
-    )
+    head = build_head(arch, channels, num_classes, dilations)
+    return SegModel(arch, num_classes, _backbone(depth, version), head, channels, dilations)
 
 
 def _spec(arch: str) -> tuple[int, int, int]:

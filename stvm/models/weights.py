@@ -63,7 +63,7 @@ from torch import Tensor
 from stvm.digest import file_sha256
 from stvm.errors import StvmError
 from stvm.io import load_checkpoint, save_checkpoint
-from stvm.models.deeplab import ARCHS, SegModel, build_model
+from stvm.models.deeplab import ARCHS, SegModel, build_model, check_dilations, paper_dilations
 from stvm.runtime import check_finite
 
 FORMAT = "stvm-model-v1"
@@ -296,12 +296,14 @@ def _fold_caffe_input(model: SegModel) -> None:
 
 
 def save_model_checkpoint(model: SegModel, path: str | Path, **meta: Any) -> None:
-    """Write ``{"format": "stvm-model-v1", "arch", "num_classes", "model": state_dict, **meta}``.
+    """Write ``{"format": "stvm-model-v1", "arch", "num_classes", "head_dilations", "model": state_dict,
+    **meta}``: the head's geometry is recorded in every checkpoint (older files without it have the
+    paper's).
 
     ``meta`` holds provenance (protocol, init description, params, ...) and must be loadable with
     ``weights_only=True`` (tensors, containers and plain Python values only).
     """
-    reserved = {"format", "arch", "num_classes", "model"} & meta.keys()
+    reserved = {"format", "arch", "num_classes", "head_dilations", "model"} & meta.keys()
     if reserved:
         raise ValueError(f"meta may not override {sorted(reserved)}")
     check_finite(model.state_dict(), path)
@@ -309,6 +311,7 @@ def save_model_checkpoint(model: SegModel, path: str | Path, **meta: Any) -> Non
         "format": FORMAT,
         "arch": model.arch,
         "num_classes": model.num_classes,
+        "head_dilations": list(model.dilations),
         "model": model.state_dict(),
     }
     save_checkpoint(obj | meta, path)
@@ -326,10 +329,14 @@ def _check_protocol(obj: dict[str, Any], path: Path) -> None:
                               f"(expected one of {sorted(PROTOCOL_CLASSES)})")
 
 
-def load_model_checkpoint(path: str | Path) -> tuple[SegModel, dict[str, Any]]:
+def load_model_checkpoint(
+    path: str | Path, expect_dilations: tuple[int, ...] | None = None
+) -> tuple[SegModel, dict[str, Any]]:
     """Rebuild the model of an ``stvm-model-v1`` checkpoint; returns ``(model, meta)``.
 
-    ``meta`` is everything but ``format`` and ``model`` (it includes ``arch`` and ``num_classes``).
+    ``meta`` is everything but ``format`` and ``model`` (it includes ``arch``, ``num_classes`` and
+    ``head_dilations``). With ``expect_dilations``, a checkpoint of another head geometry is refused:
+    the weights would load (the shapes agree) and compute another function.
     """
     path = Path(path)
     obj = load_checkpoint(path)
@@ -354,6 +361,22 @@ def load_model_checkpoint(path: str | Path) -> tuple[SegModel, dict[str, Any]]:
                   f"(expected one of {sorted(ARCHS)} and 1..{MAX_CLASSES} classes)"
         )
     _check_protocol(obj, path)
-    model = build_model(arch, num_classes)
+    dilations = _recorded_dilations(obj, arch, path)
+    if expect_dilations is not None and tuple(expect_dilations) != dilations:
+        raise StvmError(path, f"written with head dilations {list(dilations)}, but these params say "
+                              f"{list(expect_dilations)} (train_source.head_dilations)")
+    model = build_model(arch, num_classes, dilations)
     _load_checked(model, obj["model"], path, f"{arch} with {num_classes} classes")
-    return model, {k: v for k, v in obj.items() if k not in ("format", "model")}
+    meta = {k: v for k, v in obj.items() if k not in ("format", "model")}
+    return model, {**meta, "head_dilations": list(dilations)}
+
+
+def _recorded_dilations(obj: dict[str, Any], arch: str, path: Path) -> tuple[int, ...]:
+    """The checkpoint's head geometry; the paper's for files written before it was recorded."""
+    if "head_dilations" not in obj:
+        return paper_dilations(arch)
+    value = obj["head_dilations"]
+    try:
+        return check_dilations(arch, tuple(value) if isinstance(value, (list, tuple)) else (value,))
+    except StvmError as e:
+        raise StvmError(path, f"corrupt {FORMAT} checkpoint: {e.problem}") from None

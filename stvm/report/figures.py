@@ -23,12 +23,14 @@ COLOURS = ((0, 114, 178), (230, 159, 0), (0, 158, 115), (204, 121, 167), (86, 18
 
 @dataclass(frozen=True)
 class Series:
-    """One line: legend label, x and y values (same length; NaN points are skipped), RGB colour."""
+    """One line: legend label, x and y values (same length; NaN points are skipped), RGB colour;
+    optionally a shaded band (lower, upper values at the same x), e.g. the spread over seeds."""
 
     label: str
     x: list[float]
     y: list[float]
     colour: tuple[int, int, int]
+    band: tuple[list[float], list[float]] | None = None
 
 
 def nice_ticks(lo: float, hi: float, target: int = 5) -> list[float]:
@@ -60,7 +62,8 @@ def _text(img: np.ndarray, s: str, org: tuple[int, int], scale: float, colour=BL
 
 
 def _range(series: list[Series], axis: str) -> tuple[float, float]:
-    vals = [v for s in series for v in getattr(s, axis) if math.isfinite(v)]
+    bands = [v for s in series if s.band and axis == "y" for side in s.band for v in side]
+    vals = [v for s in series for v in getattr(s, axis) if math.isfinite(v)] + [v for v in bands if math.isfinite(v)]
     if not vals:
         return 0.0, 1.0
     lo, hi = min(vals), max(vals)
@@ -84,6 +87,9 @@ def line_chart(series: list[Series], title: str, xlabel: str, ylabel: str,
 
     _axes(img, box, (x0, x1), (y0, y1), px)
     for s in series:
+        if s.band is not None:
+            _band(img, s, px)
+    for s in series:
         pts = [px(x, y) for x, y in zip(s.x, s.y, strict=True) if math.isfinite(x) and math.isfinite(y)]
         if len(pts) == 1:
             cv2.circle(img, pts[0], 3 * SUPER, s.colour, -1, cv2.LINE_AA)
@@ -94,6 +100,18 @@ def line_chart(series: list[Series], title: str, xlabel: str, ylabel: str,
     _ylabel(img, ylabel, box)
     _legend(img, series, box)
     return cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+
+
+def _band(img: np.ndarray, s: Series, px) -> None:
+    """The series' band as a light fill (25 % of its colour over the white) behind every line."""
+    lo, hi = s.band
+    upper = [px(x, y) for x, y in zip(s.x, hi, strict=True) if math.isfinite(y)]
+    lower = [px(x, y) for x, y in zip(s.x, lo, strict=True) if math.isfinite(y)][::-1]
+    if len(upper) < 2:
+        return
+    layer = img.copy()
+    cv2.fillPoly(layer, [np.array(upper + lower, np.int32)], s.colour, cv2.LINE_AA)
+    cv2.addWeighted(layer, 0.25, img, 0.75, 0, dst=img)
 
 
 def _axes(img: np.ndarray, box, xr: tuple[float, float], yr: tuple[float, float], px) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 from stvm.config import ReportParams
 from stvm.io import atomic_dir
-from stvm.report import figures, paper, provenance, render
+from stvm.report import curves, figures, paper, provenance, render
 from stvm.report.tables import PAPER, TRAINED, Results, collect_results, run_info, tables_for
 
 TITLE = "STvM: source-free adaptation report"
@@ -130,12 +130,14 @@ def build_sections(cfg: ReportParams, res: Results, prepared_root: Path, params_
     info = run_info(res)
     t = tables_for(res)
     panel = panel_figure(cfg, res, prepared_root)
+    learning = curves.curve_figure(curves.collect_curves(res.files), curves.levels_of(res.evals), run_colour)
     return [
         render.Section("Summary", intro(res, info)),
         render.Section("Ablation", tables=[t["ablation"]]),
         render.Section("Per-class IoU", tables=[x for x in (t["per_class"], t.get("cross_city")) if x]),
         render.Section("Variance and metric space", tables=[t["variance"], t["silhouette"], t["per_seed"]]),
         render.Section("Training curves", figures=curve_figures(res)),
+        *([render.Section("Learning curve", curves.ORACLE_SELECTION, figures=[learning])] if learning else []),
         render.Section("Qualitative results", "" if panel else "No panel (evaluate.maps is 0 or no Source run).",
                        figures=[panel] if panel else []),
         render.Section("Provenance", tables=[
