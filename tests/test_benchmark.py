@@ -163,6 +163,8 @@ def test_resume_refuses_other_params(tmp_path: Path) -> None:
     params.write_text("seeds: [0]\n")
     benchmark.check_params(params, out)
     benchmark.check_params(params, out)  # same params: resumes
+    params.write_text("seeds: [0]  # a comment is no param\n")
+    benchmark.check_params(params, out)
     params.write_text("seeds: [1]\n")
     with pytest.raises(StvmError, match="made with other params"):
         benchmark.check_params(params, out)
