@@ -1,0 +1,1 @@
+"""Data: raw dataset readers, preparation, prepared datasets, PNG I/O and the synthetic generator."""
