@@ -82,8 +82,18 @@ def cmd_train_source(args: argparse.Namespace) -> int:
         seed=p.common.seed if args.seed is None else args.seed, device=p.common.device,
         num_workers=p.common.num_workers, stop_after=args.stop_after, show_progress=not args.quiet,
     )
-    print(json.dumps(result))
+    print(_done_line("train_source", result, args.out, "train_info.json"))
     return 0
+
+
+def _done_line(stage: str, result: dict, out: Path, info: str) -> str:
+    """The one short line a training stage ends with; the full record is in its info file (rank 0 only)."""
+    if not result:
+        return f"{stage}: done on this rank (rank 0 writes {out})"
+    if "stopped_at" in result:
+        return f"{stage}: stopped after iteration {result['stopped_at']} (rerun to resume) -> {out}"
+    return (f"{stage}: {result.get('iterations', 0)} iterations in {result.get('wall_seconds', 0.0):.1f} s -> "
+            f"{out / 'model.pt'} (details: {out / info})")
 
 
 def cmd_adapt(args: argparse.Namespace) -> int:
@@ -95,7 +105,7 @@ def cmd_adapt(args: argparse.Namespace) -> int:
         out=args.out, seed=p.common.seed if args.seed is None else args.seed, device=p.common.device,
         num_workers=p.common.num_workers, stop_after=args.stop_after, show_progress=not args.quiet,
     )
-    print(json.dumps(result))
+    print(_done_line(f"adapt {args.variant}", result, args.out, "adapt_info.json"))
     return 0
 
 
