@@ -186,6 +186,7 @@ def run_benchmark(p: Params, params: Path, out: Path, phase: str, budget: int | 
                   "no later phase was run", file=sys.stderr)
             return 1
     print("\n## where the time goes\n\n" + timing_table(spent, out))
+    emit(out, "cost.md", cost_table(out))
     if "table" not in todo:
         print("stvm benchmark: Table IV needs --budget N, fixed in advance from curves.md", file=sys.stderr)
     return 0
@@ -275,3 +276,14 @@ def timing_table(spent: dict[str, float], out: Path) -> str:
     for g in sorted(total, key=lambda g: -total[g]):
         lines.append(f"| {g} | {spent.get(g, 0.0) / 60:.1f} | {total[g] / 60:.1f} |")
     return "\n".join(lines)
+
+
+def cost_table(out: Path) -> str:
+    """Seconds per iteration of every training run under ``out`` (from its train/adapt metrics)."""
+    lines = ["| run | iterations | wall (s) | s / iteration |", "|---|---|---|---|"]
+    for path in sorted([*out.rglob("train_metrics.json"), *out.rglob("adapt_metrics.json")]):
+        m = read_json(path)
+        if m.get("iterations"):
+            lines.append(f"| {path.parent.relative_to(out)} | {m['iterations']} | {m['wall_seconds']:.0f} | "
+                         f"{m['wall_seconds'] / m['iterations']:.3f} |")
+    return "\n".join(lines) + "\n"

@@ -180,3 +180,12 @@ def test_a_budget_or_shift_is_fixed_once(tmp_path: Path) -> None:
 def test_the_table_phase_needs_a_frozen_shift(params, tmp_path: Path) -> None:
     with pytest.raises(StvmError, match="frozen.json: no frozen shift yet"):
         phases.run_phase("table", params, tmp_path, Path("p.yaml"), True, 100, {})
+
+
+def test_the_cost_table_gives_seconds_per_iteration(tmp_path: Path) -> None:
+    for rel, its, wall in (("geometry/both/models/Source/seed0", 3000, 1500.0), ("curves/models/STvM/seed0", 0, 9.0)):
+        (tmp_path / rel).mkdir(parents=True)
+        kind = "train" if "Source" in rel else "adapt"
+        (tmp_path / rel / f"{kind}_metrics.json").write_text(json.dumps({"iterations": its, "wall_seconds": wall}))
+    text = phases.cost_table(tmp_path)
+    assert "| geometry/both/models/Source/seed0 | 3000 | 1500 | 0.500 |" in text and "curves" not in text

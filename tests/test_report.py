@@ -86,8 +86,8 @@ def run_tree(tmp_path_factory):
         warnings.simplefilter("ignore")
         train_source(train_params(iterations=6), images=src[0], labels=src[1], out=models / "Source/seed0",
                      protocol=19, seed=0, device="cpu", show_progress=False)
-        for variant in ("AdaBN", "ST_MT", "STvM"):
-            adapt(adapt_params(iterations=4), variant=variant, source_model=models / "Source/seed0/model.pt",
+        for variant in ("AdaBN", "ST_MT", "STvM"):  # STvM with a snapshot: the learning curve
+            adapt(adapt_params(iterations=4, snapshots=[2] if variant == "STvM" else []), variant=variant, source_model=models / "Source/seed0/model.pt",
                   target_images=val[0], out=models / variant / "seed0", seed=0, device="cpu", show_progress=False)
     for run in ("Source", "AdaBN", "ST_MT", "STvM"):
         evaluate_stage(EvaluateParams(maps=2), model_path=models / run / "seed0/model.pt", images=val[0], labels=val[1],
@@ -204,7 +204,7 @@ def test_report_has_every_table_plot_and_provenance_field(run_tree, report):
                  "provenance", "datasets", "wall_time", "open_choices"):
         assert name in page.tables and len(page.tables[name]) > 1, name
         assert (out / "tables" / f"{name}.csv").is_file()
-    expected = {"train_loss", "train_lr", "qualitative"} | {f"adapt_{c}" for c in (
+    expected = {"train_loss", "train_lr", "qualitative", "miou_vs_iterations"} | {f"adapt_{c}" for c in (
         "loss", "loss_metric", "lr", "reliability", "metric_fraction", "buffer_fill")}
     assert expected <= set(page.images)
     for name in expected:
@@ -220,6 +220,7 @@ def test_report_has_every_table_plot_and_provenance_field(run_tree, report):
     page_text = (out / "report.html").read_text()
     assert not any(x in page_text for x in ('src="http', "<link", "<script"))  # self-contained
     assert "paper (real data)" in page_text and "this run" in page_text
+    assert "Learning curve" in page_text and "oracle model selection" in page_text
     qual = cv2.imdecode(np.frombuffer((out / "figures/qualitative.png").read_bytes(), np.uint8), cv2.IMREAD_COLOR)
     assert qual.shape[1] == 6 * 64 + 5 * 4  # image, GT, Source, STvM, reliability, teacher confidence
 
