@@ -54,7 +54,7 @@ class CommonParams:
     protocol: Literal[19, 16, 13] = _f(19, "Class protocol: 19 (GTA5), 16 (SYNTHIA, + mIoU* of 13), 13 (Cross-City).")
     num_workers: int = _f(0, "DataLoader worker processes.", min=0)
     threads: int = _f(1, "CPU threads per stage process (torch, OpenCV); Snakemake rules declare as many; "
-                         "OMP_NUM_THREADS caps it (README 'Threads').", min=1)
+                         "the params alone decide: OMP_NUM_THREADS is overwritten (README 'Threads').", min=1)
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,12 @@
-"""How many CPU threads a stage process uses: ``common.threads``, capped by ``OMP_NUM_THREADS``.
+"""How many CPU threads a stage process uses: ``common.threads``, from the params alone.
 
-Read once per process (``stvm.cli`` applies it right after loading the params). Without it torch
-starts one thread per core in every process, so two concurrent jobs (``snakemake --cores N``,
-``dvc queue start -j N``) oversubscribe the CPU badly (README "Threads"). Snakemake exports
-``OMP_NUM_THREADS`` as each job's ``threads:`` (the rules declare ``common.threads``, scaled down
-to ``--cores``); for ``dvc queue`` workers set it yourself, e.g. ``OMP_NUM_THREADS=1``.
+Read once per process (``stvm.cli`` applies it right after loading the params). One rule for every
+engine: ``OMP_NUM_THREADS`` (and MKL's, OpenBLAS's) is overwritten with the param, so ``dvc repro``,
+``snakemake`` (which exports its job's ``threads:``) and a shell with or without the variable run
+the same thread count and so compute the same numbers (README "Threads"). Without a count torch
+starts one thread per core in every process, and concurrent jobs oversubscribe the CPU badly; for
+fewer threads set the param (``--set common.threads=1``, ``dvc exp run -S common.threads=1``,
+``snakemake --config 'common={threads: 1}'``).
 """
 
 from __future__ import annotations
@@ -16,13 +18,9 @@ ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
 def thread_count(configured: int, environ: dict[str, str] | None = None) -> int:
-    """``configured``, or ``OMP_NUM_THREADS`` when that is set to a smaller positive integer."""
-    env = os.environ if environ is None else environ
-    try:
-        cap = int(env.get("OMP_NUM_THREADS", ""))
-    except ValueError:
-        cap = 0
-    return min(configured, cap) if cap > 0 else configured
+    """The thread count a stage runs with: ``configured``, whatever the environment says."""
+    del environ  # deliberately ignored: the params alone decide (module docstring)
+    return configured
 
 
 def apply_threads(configured: int) -> int:

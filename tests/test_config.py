@@ -138,3 +138,9 @@ def test_head_dilations_fit_the_arch(arch, dil, ok):
     else:
         with pytest.raises(StvmError, match="train_source.head_dilations"):
             params_from_dict(raw)
+
+
+def test_the_readme_params_table_is_the_generated_one():
+    """README "Parameters" is `stvm params` output: a new or changed parameter fails here until regenerated."""
+    table = params_table()
+    assert table in (ROOT / "README.md").read_text()
