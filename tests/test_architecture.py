@@ -36,7 +36,7 @@ ROOMS = {
     "stage:export": (4, ["stvm.export"]),
     "report": (5, ["stvm.report"]),
     "cli": (6, ["stvm.cli", "stvm.cli_parser", "stvm.__main__", "stvm.deps", "stvm.bench", "stvm.bench_adapt", "stvm.bench_threads",
-                "stvm.benchmark", "stvm.benchmark_phases"]),
+                "stvm.benchmark", "stvm.benchmark_phases", "stvm.workflow_params"]),
 }
 MAX_LINES, EXPLAIN_OVER = 400, 300
 

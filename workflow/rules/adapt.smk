@@ -47,6 +47,7 @@ rule adapt:
         variant=VARIANT_PATTERN,
     threads: config["common"]["threads"]
     params:
+        params_file=PARAMS,
         device=config["common"]["device"],
         adapt=config["adapt"],
     log:
@@ -55,4 +56,4 @@ rule adapt:
         "python -m stvm adapt --variant {wildcards.variant} --seed {wildcards.seed}"
         " --source-model {input.source_model}"
         " --target-images {input.target_images}"
-        " --out results/models/{wildcards.variant}/seed{wildcards.seed} 2> {log}"
+        " --out results/models/{wildcards.variant}/seed{wildcards.seed} --params {params.params_file} 2> {log}"

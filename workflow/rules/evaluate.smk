@@ -47,6 +47,7 @@ rule evaluate_source:
         directory("results/eval/Source/seed{seed}/maps"),
     threads: config["common"]["threads"]
     params:
+        params_file=PARAMS,
         device=config["common"]["device"],
         size=[config["prepare"]["width"], config["prepare"]["height"]],
         evaluate=config["evaluate"],
@@ -55,7 +56,7 @@ rule evaluate_source:
     shell:
         "python -m stvm evaluate --model {input.model}"
         " --images {input.images} --labels {input.labels}"
-        " --out results/eval/Source/seed{wildcards.seed} 2> {log}"
+        " --out results/eval/Source/seed{wildcards.seed} --params {params.params_file} 2> {log}"
 
 
 rule evaluate:
@@ -108,6 +109,7 @@ rule evaluate:
         variant=VARIANT_PATTERN,
     threads: config["common"]["threads"]
     params:
+        params_file=PARAMS,
         device=config["common"]["device"],
         size=[config["prepare"]["width"], config["prepare"]["height"]],
         evaluate=config["evaluate"],
@@ -116,4 +118,4 @@ rule evaluate:
     shell:
         "python -m stvm evaluate --model {input.model}"
         " --images {input.images} --labels {input.labels}"
-        " --out results/eval/{wildcards.variant}/seed{wildcards.seed} 2> {log}"
+        " --out results/eval/{wildcards.variant}/seed{wildcards.seed} --params {params.params_file} 2> {log}"

@@ -26,11 +26,12 @@ rule synth:
         "data/raw/synth/synth.json",
     threads: lookup(dpath="synth/workers", within=config, default=1)
     params:
+        params_file=PARAMS,
         synth=config["synth"],
     log:
         "logs/synth.log",
     shell:
-        "python -m stvm synth --out data/raw/synth 2> {log}"
+        "python -m stvm synth --out data/raw/synth --params {params.params_file} 2> {log}"
 
 
 rule prepare:
@@ -63,6 +64,7 @@ rule prepare:
         "data/prepared/{role}/manifest.json",
     threads: lookup(dpath="prepare/workers", within=config, default=1)
     params:
+        params_file=PARAMS,
         dataset=lookup(dpath="data/{role}/dataset", within=config),
         city=lookup(dpath="data/{role}/city", within=config, default=""),
         role=lookup(dpath="data/{role}", within=config),  # labels/label_encoding, read by --role
@@ -71,4 +73,4 @@ rule prepare:
         "logs/prepare_{role}.log",
     shell:
         "python -m stvm prepare --dataset {params.dataset} --root {input.root}"
-        ' --city "{params.city}" --out data/prepared/{wildcards.role} --role {wildcards.role} 2> {log}'
+        ' --city "{params.city}" --out data/prepared/{wildcards.role} --role {wildcards.role} --params {params.params_file} 2> {log}'

@@ -74,10 +74,11 @@ rule report:
         directory("results/report"),
     threads: config["common"]["threads"]
     params:
+        params_file=PARAMS,
         device=config["common"]["device"],
         report=config.get("report", {}),
     log:
         "logs/report.log",
     shell:
         "python -m stvm report --eval results/eval --models results/models"
-        " --prepared data/prepared --synth {input.synth} --out results/report 2> {log}"
+        " --prepared data/prepared --synth {input.synth} --out results/report --params {params.params_file} 2> {log}"

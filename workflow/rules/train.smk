@@ -35,6 +35,7 @@ rule train_source:
         "results/models/Source/seed{seed}/plots/train.csv",
     threads: config["common"]["threads"]
     params:
+        params_file=PARAMS,
         device=config["common"]["device"],
         protocol=config["common"]["protocol"],
         train_source=config["train_source"],
@@ -43,4 +44,4 @@ rule train_source:
     shell:
         "python -m stvm train_source --seed {wildcards.seed}"
         " --images {input.images} --labels {input.labels}"
-        " --out results/models/Source/seed{wildcards.seed} 2> {log}"
+        " --out results/models/Source/seed{wildcards.seed} --params {params.params_file} 2> {log}"
