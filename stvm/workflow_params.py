@@ -29,6 +29,7 @@ def params_file(config: dict[str, Any], default: Path = DEFAULT) -> str:
     """``default`` when ``config`` holds its values, else a validated copy of ``config`` (content-addressed,
     so equal overrides share a file and a changed one gets a new name)."""
     on_disk = yaml.safe_load(default.read_text()) if default.is_file() else {}
+    config = typed(config, on_disk)
     if config == on_disk:
         load_params(default)  # the file itself is validated by the commands too; fail at parse time here
         return str(default)
@@ -43,3 +44,20 @@ def params_file(config: dict[str, Any], default: Path = DEFAULT) -> str:
         with atomic_path(path) as tmp:
             tmp.write_text(f"# snakemake --config over {default}; written by stvm.workflow_params\n" + text)
     return str(path)
+
+
+def typed(value: Any, original: Any) -> Any:
+    """``value`` with the strings Snakemake's --config parser leaves in nested mappings (``{lr: 0.01}``
+    gives ``'0.01'``) read as YAML scalars, where they differ from the file's value."""
+    if isinstance(value, dict):
+        base = original if isinstance(original, dict) else {}
+        return {k: typed(v, base.get(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        base = original if isinstance(original, list) and len(original) == len(value) else [None] * len(value)
+        return [typed(v, o) for v, o in zip(value, base, strict=True)]
+    if isinstance(value, str) and value != original and not isinstance(original, str):
+        try:
+            return yaml.safe_load(value)
+        except yaml.YAMLError:
+            return value
+    return value

@@ -24,7 +24,7 @@ def _weights(path):
 
 
 def test_snakemake_config_lands_in_the_trained_model(repo_copy):
-    run(["snakemake", "--cores", "2", "--quiet", SOURCE, "--config", "train_source={lr: 0.0123}"], repo_copy)
+    run(["snakemake", "--cores", "2", "--config", "train_source={lr: 0.0123}", "--", SOURCE], repo_copy)
     assert load_checkpoint(repo_copy / SOURCE)["params"]["lr"] == 0.0123
     written = list((repo_copy / ".snakemake/stvm").glob("params-*.yaml"))
     assert len(written) == 1 and "lr: 0.0123" in written[0].read_text()
@@ -39,7 +39,7 @@ def test_both_engines_give_the_same_bits_whatever_omp_num_threads(repo_copy):
     run(["dvc", "repro", "train_source"], repo_copy)  # run() exports OMP_NUM_THREADS=1; the params say 2
     by_dvc = _weights(repo_copy / SOURCE)
     assert _threads(repo_copy) == 2
-    run(["snakemake", "--cores", "2", "--quiet", "--forcerun", "train_source", SOURCE], repo_copy)  # exports 2
+    run(["snakemake", "--cores", "2", "--forcerun", "train_source", "--", SOURCE], repo_copy)  # exports 2
     by_snakemake = _weights(repo_copy / SOURCE)
     assert _threads(repo_copy) == 2
     assert by_dvc.keys() == by_snakemake.keys()
