@@ -102,3 +102,17 @@ def test_check_catches_a_dependency_dropped_from_either_file(tmp_path, monkeypat
     assert "stvm/loops.py" in dvc_code_deps(project)["adapt"][1]
     assert "stvm/runtime.py" in smk_code_deps(project)["train_source"][1]
     assert main(["deps", "--check"]) == 0
+
+
+def test_the_docs_address_stages_as_dvc_does():
+    """`name@item` only for matrix/foreach stages (the README once documented `dvc commit train_source@0`)."""
+    import re
+
+    import yaml
+
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    looped = {name for name, st in stages.items() if "matrix" in st or "foreach" in st}
+    for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for name in re.findall(r"\b([a-z_]+)@[<\w$]", path.read_text()):
+            if name in stages:
+                assert name in looped, f"{path.name}: {name}@... but {name} is a single stage"
