@@ -105,8 +105,14 @@ paper: paper-params
 
 # DVC experiments side by side (`dvc exp run -S ...` first): the params that differ and each run's
 # mean ± std (min) mIoU per experiment; `dvc exp show` without its dependency-hash columns.
+# `make compare` uses a Python that already has stvm (your own venv on PATH) instead of building .venv/.
+ifeq ($(wildcard $(STAMP))$(shell python3 -c 'import stvm, dvc' 2>/dev/null && echo yes),yes)
+compare:
+	python3 -m stvm compare
+else
 compare: $(STAMP)
 	$(PY) -m stvm compare
+endif
 
 clean-demo:
 	rm -rf data results logs .snakemake
