@@ -19,16 +19,15 @@ import threading
 from pathlib import Path
 
 from stvm import cli_parser
-from stvm.errors import StvmError
+from stvm.errors import ParamError, StvmError
+from stvm.io import refuse_overlap
 
 def _params(args: argparse.Namespace):
-    from stvm.config import check_seed, load_params
+    from stvm.config import load_params
     from stvm.threads import apply_threads
 
     params = load_params(args.params, getattr(args, "overrides", []))
     apply_threads(params.common.threads)
-    if getattr(args, "seed", None) is not None:
-        check_seed(args.seed, "--seed")
     return params
 
 
@@ -127,8 +126,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     p = _params(args) if args.params is not None else Params()
     summary = predict_folder(
-        args.model, args.images, args.out, scales=args.scales or p.evaluate.scales,
-        flip=p.evaluate.flip if args.flip is None else args.flip, batch_size=args.batch_size or p.evaluate.batch_size,
+        args.model, args.images, args.out, scales=p.evaluate.scales if args.scales is None else args.scales,
+        flip=p.evaluate.flip if args.flip is None else args.flip,
+        batch_size=p.evaluate.batch_size if args.batch_size is None else args.batch_size,
         maps=args.maps, device=args.device or p.common.device, overwrite=args.overwrite, show_progress=not args.quiet,
     )
     print(json.dumps({k: summary[k] for k in ("images", "predicted", "skipped", "wall_seconds")}))
@@ -157,11 +157,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
         run_threads_bench(args.jobs, args.threads, args.iters, args.arch, args.crop, args.batch)
         return 0
-    from stvm.config import MAX_SIDE
-
-    for name, lo, hi in (("width", 8, MAX_SIDE), ("height", 8, MAX_SIDE), ("batch", 1, 4096), ("iters", 1, 10**6)):
-        if not lo <= getattr(args, name) <= hi:
-            raise StvmError(None, f"--{name}: expected a value in [{lo}, {hi}], got {getattr(args, name)}")
     if args.stage == "adapt":
         from stvm.bench_adapt import run_adapt_bench as run
     else:
@@ -175,6 +170,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
     rows = ablation_rows(collect(args.eval, args.metric))
     if args.out is not None:
+        refuse_overlap(args.out, [args.eval])
         write_summary(rows, args.out, args.metric)
     print(ablation_markdown(rows))
     return 0
@@ -212,6 +208,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     from stvm.models.sources import import_stvm, import_torchvision_deeplabv3
     from stvm.models.weights import import_external_deeplabv2, save_model_checkpoint
 
+    refuse_overlap(args.out, [args.pth])
     protocol = args.protocol or 19
     meta = {"protocol": protocol, "stage": "import", "init": f"imported from {args.pth} ({args.source})"}
     if args.source == "stvm":
@@ -274,13 +271,18 @@ def os_error_line(err: OSError) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``stvm`` console script and ``python -m stvm``."""
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except cli_parser.UsageError as err:  # one line, as for every bad input (argparse's usage is in --help)
+        print(err, file=sys.stderr)
+        return 2
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _on_sigterm) if main_thread else None
     try:
         return int(args.fn(args) or 0)
     except StvmError as err:
-        print(f"stvm {args.command}: error: {err}", file=sys.stderr)
+        params = getattr(args, "params", None) if isinstance(err, ParamError) and err.where is None else None
+        print(f"stvm {args.command}: error: {f'{params}: ' if params else ''}{err}", file=sys.stderr)
         return 2
     except OSError as err:
         print(f"stvm {args.command}: error: {os_error_line(err)}", file=sys.stderr)

@@ -8,27 +8,61 @@ Imports nothing heavy, so ``stvm --help`` stays instant.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import typing
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any, NoReturn
 
-from stvm.config import SHIFT_PART_NAMES
+from stvm.config import MAX_SIDE, SHIFT_PART_NAMES, Params, check_value
+from stvm.errors import StvmError
 from stvm.variants import VARIANTS
 
 DEFAULT_PARAMS = Path("params.yaml")
 
 
+class UsageError(StvmError):
+    """A command line argparse refuses (``stvm.cli.main`` prints it as one line, exit status 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(None, f"{self.prog}: error: {message} (see {self.prog} --help)")
+
+
+def number(section: str | type, name: str = "", lo: Any = None, hi: Any = None) -> Callable[[str], Any]:
+    """An argparse type checked by ``config.check_value``, the params file's own check: that of field
+    ``section.name`` (an option overriding it; a list field's range is per item), or, with ``section``
+    a type (``int``), the range ``lo``..``hi`` of a number no params field holds (``bench --width``)."""
+    if isinstance(section, str):
+        cls = typing.get_type_hints(Params)[section]
+        tp, meta = typing.get_type_hints(cls)[name], {f.name: f.metadata for f in dataclasses.fields(cls)}[name]
+        tp, key = (typing.get_args(tp)[0] if typing.get_origin(tp) is list else tp), f"{section}.{name}"
+    else:
+        tp, meta, key = section, {"min": lo, "max": hi}, ""
+
+    def parse(text: str) -> Any:
+        try:
+            return check_value(key, tp, tp(text), meta)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if tp is int else 'a number'}, got {text[:40]!r}") from None
+        except StvmError as err:
+            raise argparse.ArgumentTypeError(err.problem.removeprefix(": ")) from None
+    return parse
+
+
 def _size(text: str) -> tuple[int, int]:
-    """``WxH`` -> (W, H) for ``--input-size``."""
+    """``WxH`` -> (W, H) for ``--input-size`` (each side in prepare.width's range)."""
     try:
-        w, h = (int(v) for v in text.lower().split("x"))
+        w, h = text.lower().split("x")
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, e.g. 1024x512, got {text[:40]!r}") from None
-    return w, h
+    return number("prepare", "width")(w), number("prepare", "height")(h)
 
 
 def build_parser(handlers: Mapping[str, Callable[[argparse.Namespace], int]], description: str) -> argparse.ArgumentParser:
     """The full argument parser; ``handlers`` maps each command name to its handler function."""
-    ap = argparse.ArgumentParser(prog="stvm", description=description)
+    ap = _Parser(prog="stvm", description=description)
     sub = ap.add_subparsers(dest="command", required=True, metavar="STAGE")
 
     def stage(name: str, help: str) -> argparse.ArgumentParser:
@@ -50,7 +84,7 @@ def build_parser(handlers: Mapping[str, Callable[[argparse.Namespace], int]], de
 
     sp = stage("synth", "Write the built-in synthetic benchmark (GTA5-format source, Cityscapes-format target).")
     sp.add_argument("--out", type=Path, required=True, help="output root (writes OUT/source and OUT/target)")
-    sp.add_argument("--seed", type=int, help="override synth.seed")
+    sp.add_argument("--seed", type=number("synth", "seed"), help="override synth.seed")
     sp.add_argument("--only-part", choices=[*SHIFT_PART_NAMES, "none"],
                     help="keep only this part of the shift (at its synth.parts strength), the others off; "
                          "none = every part off (both domains drawn alike)")
@@ -67,24 +101,25 @@ def build_parser(handlers: Mapping[str, Callable[[argparse.Namespace], int]], de
                     help="take --labels/--label-encoding from params data.<role> (dvc.yaml passes it)")
     sp.add_argument("--out", type=Path, required=True, help="prepared dataset folder (must not exist)")
     sp.add_argument("--city", default="", help="NTHU Cross-City city: Rome, Rio, Tokyo or Taipei")
-    sp.add_argument("--holdout", type=int, help="override prepare.source_holdout (gta5/synthia only)")
-    sp.add_argument("--workers", type=int, help="override prepare.workers")
+    sp.add_argument("--holdout", type=number("prepare", "source_holdout"),
+                    help="override prepare.source_holdout (gta5/synthia only)")
+    sp.add_argument("--workers", type=number("prepare", "workers"), help="override prepare.workers")
     sp.add_argument("--overwrite", action="store_true", help="replace an existing output")
 
     sp = stage("train_source", "Supervised training of the source model on a prepared labelled split.")
     sp.add_argument("--images", type=Path, required=True)
     sp.add_argument("--labels", type=Path, required=True)
     sp.add_argument("--out", type=Path, required=True, help="run folder: model.pt, ckpt/, plots/")
-    sp.add_argument("--seed", type=int, help="override common.seed")
-    sp.add_argument("--stop-after", type=int, help=argparse.SUPPRESS)
+    sp.add_argument("--seed", type=number("common", "seed"), help="override common.seed")
+    sp.add_argument("--stop-after", type=number(int, lo=1), help=argparse.SUPPRESS)
 
     sp = stage("adapt", "STvM source-free adaptation (or an ablation variant) on unlabeled target images.")
     sp.add_argument("--variant", required=True, choices=list(VARIANTS))
     sp.add_argument("--source-model", type=Path, required=True, help="source model.pt (stvm format)")
     sp.add_argument("--target-images", type=Path, required=True, help="prepared target train images (no labels)")
     sp.add_argument("--out", type=Path, required=True)
-    sp.add_argument("--seed", type=int, help="override common.seed")
-    sp.add_argument("--stop-after", type=int, help=argparse.SUPPRESS)
+    sp.add_argument("--seed", type=number("common", "seed"), help="override common.seed")
+    sp.add_argument("--stop-after", type=number(int, lo=1), help=argparse.SUPPRESS)
 
     sp = stage("evaluate", "mIoU (per protocol, single- or multi-scale) of a model on prepared target val.")
     sp.add_argument("--model", type=Path, required=True)
@@ -102,9 +137,10 @@ def build_parser(handlers: Mapping[str, Callable[[argparse.Namespace], int]], de
     sp.add_argument("--out", type=Path, required=True, help="folder: pred/, color/, overlay/ (+ maps), predict.json")
     sp.add_argument("--params", type=Path, help="params file for evaluate.scales/flip/batch_size and common.device "
                     "(default: built-in defaults)")
-    sp.add_argument("--scales", type=float, nargs="+", help="MST scales (override evaluate.scales)")
+    sp.add_argument("--scales", type=number("evaluate", "scales"), nargs="+", help="MST scales (override evaluate.scales)")
     sp.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None, help="average with the flipped input")
-    sp.add_argument("--batch-size", type=int, help="images per batch (equal sizes only; override evaluate.batch_size)")
+    sp.add_argument("--batch-size", type=number("evaluate", "batch_size"),
+                    help="images per batch (equal sizes only; override evaluate.batch_size)")
     sp.add_argument("--maps", action="store_true", help="also write the teacher's confidence and, when the checkpoint "
                     "carries M, the reliability map")
     sp.add_argument("--device", choices=["auto", "cpu", "cuda"], help="override common.device")
@@ -117,7 +153,7 @@ def build_parser(handlers: Mapping[str, Callable[[argparse.Namespace], int]], de
     sp.add_argument("--model", type=Path, required=True, help="stvm model.pt")
     sp.add_argument("--out", type=Path, required=True, help="FILE.onnx (ONNX) or FILE.pt/.ts (TorchScript)")
     sp.add_argument("--format", choices=["onnx", "torchscript"], help="override the format the suffix implies")
-    sp.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    sp.add_argument("--opset", type=number(int, lo=7, hi=20), default=17, help="ONNX opset, 7 to 20 (default 17)")
     sp.set_defaults(fn=handlers["export"])
 
     sp = sub.add_parser("score", help="Score a folder of trainId prediction PNGs against labels (JSON on stdout).")
@@ -130,14 +166,15 @@ def build_parser(handlers: Mapping[str, Callable[[argparse.Namespace], int]], de
     sp.add_argument("--stage", choices=["train", "adapt", "threads"], default="train",
                     help="threads: concurrent jobs with and without thread control")
     sp.add_argument("--arch", default="deeplabv2_r18")
-    sp.add_argument("--width", type=int, default=256)
-    sp.add_argument("--height", type=int, default=128)
-    sp.add_argument("--batch", type=int, default=2)
-    sp.add_argument("--iters", type=int, default=10)
+    sp.add_argument("--width", type=number(int, lo=8, hi=MAX_SIDE), default=256)
+    sp.add_argument("--height", type=number(int, lo=8, hi=MAX_SIDE), default=128)
+    sp.add_argument("--batch", type=number(int, lo=1, hi=4096), default=2)
+    sp.add_argument("--iters", type=number(int, lo=1, hi=10**6), default=10)
     sp.add_argument("--device", default="auto")
-    sp.add_argument("--jobs", type=int, default=2, help="--stage threads: concurrent processes")
-    sp.add_argument("--threads", type=int, default=1, help="--stage threads: threads per process when controlled")
-    sp.add_argument("--crop", type=int, default=64, help="--stage threads: crop size (the demo's)")
+    sp.add_argument("--jobs", type=number(int, lo=1, hi=256), default=2, help="--stage threads: concurrent processes")
+    sp.add_argument("--threads", type=number(int, lo=1, hi=256), default=1,
+                    help="--stage threads: threads per process when controlled")
+    sp.add_argument("--crop", type=number(int, lo=8, hi=MAX_SIDE), default=64, help="--stage threads: crop size (the demo's)")
     sp.set_defaults(fn=handlers["bench"])
 
     sp = sub.add_parser("summary", help="Table IV-style ablation (mean ± std, min over seeds) from metrics files.")

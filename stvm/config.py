@@ -27,11 +27,11 @@ import yaml
 from stvm.errors import StvmError
 from stvm.overrides import apply_override
 from stvm.variants import VARIANTS
+from stvm.yamlsafe import BoundedLoader
 
 SEED_MAX = 2**32 - 1  # NumPy's seed range; torch and Python accept it too
 MAX_SIDE = 8192  # image sides (synth, prepare): stvm.limits.MAX_PIXELS is 8192 x 8192
 SYNTH_MIN_SIDE = 32  # the generator draws a street scene; below this the objects vanish (stvm.data.synth checks it)
-MAX_YAML_NODES = 100_000  # a params file has a few hundred; more is an alias bomb (billion laughs)
 _SHOW = reprlib.Repr()
 _SHOW.maxstring, _SHOW.maxother, _SHOW.maxlist, _SHOW.maxdict, _SHOW.maxlevel = 40, 40, 4, 4, 2
 
@@ -195,7 +195,8 @@ class AdaptParams:
 
 @dataclass(frozen=True)
 class EvaluateParams:
-    scales: list[float] = _f([1.0], "Test scales relative to the input size (MST when more than one).")
+    scales: list[float] = _f([1.0], "Test scales relative to the input size (MST when more than one).",
+                             min=0.1, max=4.0)
     flip: bool = _f(False, "Average with the horizontally flipped input.")
     batch_size: int = _f(1, "Evaluation batch size (images per forward; with flip, originals and mirrors share it).", min=1)
     save_predictions: bool = _f(False, "Also write trainId and colourised prediction PNGs.")
@@ -255,7 +256,7 @@ def _check_value(key: str, tp: Any, value: Any, meta: Any) -> Any:
         (inner,) = get_args(tp)
         if not isinstance(value, list) or not (value or meta.get("empty_ok")):
             raise StvmError(None, f"{key}: expected a non-empty list, got {show(value)}")
-        return [_check_value(f"{key}[{i}]", inner, v, {}) for i, v in enumerate(value)]
+        return [_check_value(f"{key}[{i}]", inner, v, meta) for i, v in enumerate(value)]  # the range is per item
     if tp is bool:
         ok = isinstance(value, bool)
     elif tp is int:
@@ -274,6 +275,9 @@ def _check_value(key: str, tp: Any, value: Any, meta: Any) -> Any:
         rng = f"[{lo if lo is not None else '-inf'}, {hi if hi is not None else 'inf'}]"
         raise StvmError(None, f"{key}: expected a value in {rng}, got {show(value)}")
     return value
+
+
+check_value = _check_value  # the one type and range check: params files here, command-line numbers in cli_parser
 
 
 def _build_section(cls: type, name: str, raw: Any) -> Any:
@@ -309,7 +313,7 @@ def params_from_dict(raw: Any) -> Params:
         if dataclasses.is_dataclass(tp):
             out[name] = _build_section(tp, name, raw[name])
         else:
-            seed_range = {"min": 0, "max": SEED_MAX} if name in ("seeds", "source_seed") else {}
+            seed_range = {"min": 0, "max": SEED_MAX} if name == "source_seed" else {}  # seeds: check_seed
             out[name] = _check_value(name, tp, raw[name], seed_range)
     for v in out.get("variants", []):
         if v not in VARIANTS:
@@ -326,31 +330,6 @@ def check_seed(seed: int, key: str) -> int:
     return seed
 
 
-class _BoundedLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that refuses documents whose aliases expand past ``MAX_YAML_NODES``."""
-
-    def construct_document(self, node: yaml.Node) -> Any:
-        if _expanded_size(node, {}) > MAX_YAML_NODES:
-            raise yaml.YAMLError(f"the document expands to more than {MAX_YAML_NODES:,} values "
-                                 "through aliases (an alias bomb?)")
-        return super().construct_document(node)
-
-
-def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
-    """Number of nodes ``node`` stands for once every alias is expanded (memoised per node)."""
-    if id(node) in memo:
-        return memo[id(node)]
-    memo[id(node)] = MAX_YAML_NODES + 1  # a cycle counts as too large
-    if isinstance(node, yaml.SequenceNode):
-        size = 1 + sum(_expanded_size(n, memo) for n in node.value)
-    elif isinstance(node, yaml.MappingNode):
-        size = 1 + sum(_expanded_size(k, memo) + _expanded_size(v, memo) for k, v in node.value)
-    else:
-        size = 1
-    memo[id(node)] = min(size, MAX_YAML_NODES + 1)
-    return memo[id(node)]
-
-
 def load_params(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Params:
     """Read and validate a params.yaml file once, with ``--set section.key=value`` overrides applied
     before the validation (so they are checked like the file); every error names the file and key."""
@@ -364,7 +343,7 @@ def load_params(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     except UnicodeDecodeError as err:
         raise StvmError(path, f"not UTF-8 text (byte {err.start}: {err.object[err.start:err.start + 1]!r})") from None
     try:
-        raw = yaml.load(text, Loader=_BoundedLoader) or {}  # noqa: S506 (a SafeLoader subclass)
+        raw = yaml.load(text, Loader=BoundedLoader) or {}  # noqa: S506 (a SafeLoader subclass)
     except (yaml.YAMLError, RecursionError) as err:
         raise StvmError(path, f"not valid YAML ({str(err).splitlines()[0][:200]})") from None
     for item in overrides:

@@ -16,3 +16,8 @@ class StvmError(Exception):
         self.where = str(where) if where is not None else None
         self.problem = problem
         super().__init__(f"{self.where}: {problem}" if self.where else problem)
+
+
+class ParamError(StvmError):
+    """A params value that does not fit the data (``train_source.crop`` over the frame size): the CLI
+    names the params file in front of it."""

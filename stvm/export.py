@@ -29,7 +29,7 @@ from stvm.data.labels import CLASS_NAMES, PROTOCOL_CLASSES
 from stvm.data.images import IMAGENET_MEAN, IMAGENET_STD
 from stvm.digest import file_sha256
 from stvm.errors import StvmError
-from stvm.io import atomic_path, write_json
+from stvm.io import atomic_path, refuse_overlap, write_json
 from stvm.models.weights import load_model_checkpoint
 
 FORMATS = ("onnx", "torchscript")
@@ -139,6 +139,8 @@ def sidecar(fmt: str, meta: dict[str, Any], model_path: Path, check: dict[str, A
 def export_model(model_path: Path, out: Path, *, fmt: str | None = None, opset: int = DEFAULT_OPSET) -> dict:
     """Export ``model_path`` to ``out`` (+ ``out.json``) after checking its logits; return the sidecar."""
     model_path, out = Path(model_path), Path(out)
+    for written in (out, out.with_name(out.name + ".json")):  # the file and its sidecar never replace the model
+        refuse_overlap(written, [model_path])
     fmt = export_format(out, fmt)
     if fmt == "onnx":
         _require_onnxruntime()

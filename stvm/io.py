@@ -11,6 +11,7 @@ removes every temporary whose process is gone (``remove_stale_temps``).
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import io
 import json
 import os
@@ -18,7 +19,7 @@ import re
 import shutil
 import socket
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -71,10 +72,52 @@ def _clean_once(folder: Path) -> None:
         _CLEANED.add(key)
 
 
-def prepare_out_dir(path: str | Path) -> Path:
-    """Check up front that the output folder ``path`` can be written (creating nothing), and remove
-    a dead run's temporaries in it, so an unusable ``--out`` fails before any work, in one line."""
+def real_path(path: str | Path) -> Path:
+    """``path`` with every symlink resolved; a symlink loop is a StvmError naming it."""
+    try:
+        return Path(path).resolve()
+    except (RuntimeError, OSError) as err:  # Python < 3.13 raises RuntimeError for a loop
+        loop = isinstance(err, RuntimeError) or getattr(err, "errno", None) == 40
+        raise StvmError(path, "is a symlink loop" if loop else f"cannot resolve ({err.strerror or err})") from None
+
+
+def refuse_overlap(out: str | Path, inputs: Iterable[str | Path | None]) -> None:
+    """Refuse an output that is, holds or lies inside one of the command's inputs (it would read its
+    own output as input, or replace its input), symlinks resolved."""
+    o = real_path(out)
+    for given in (i for i in inputs if i is not None):
+        i = real_path(given)
+        if o == i or o.is_relative_to(i) or i.is_relative_to(o):
+            how = "is" if o == i else ("lies inside" if o.is_relative_to(i) else "holds")
+            raise StvmError(out, f"output {how} the input {given}; choose an output outside the inputs")
+
+
+def _own(rel: Path, own: Sequence[str]) -> bool:
+    """``rel`` matches one of the ``own`` patterns part by part (``*`` stays within a part), or is a
+    temporary of an stvm write (this run's or a dead one's)."""
+    parts = rel.parts
+    return any(_TEMP.match(part) for part in parts) or any(
+        len(pat.split("/")) == len(parts) and all(map(fnmatch.fnmatchcase, parts, pat.split("/"))) for pat in own)
+
+
+def refuse_foreign(folder: Path, own: Sequence[str], why: str) -> None:
+    """Refuse to replace ``folder`` when it holds a file (or link) outside the output layout ``own``
+    (patterns relative to it, ``train/images/*.png``): the command never deletes what it did not write."""
+    if not folder.is_dir() or folder.is_symlink():
+        return
+    foreign = [p.relative_to(folder).as_posix() for p in sorted(folder.rglob("*"))
+               if (p.is_symlink() or not p.is_dir()) and (p.is_symlink() or not _own(p.relative_to(folder), own))]
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f", ... (+{len(foreign) - 3} more)" if len(foreign) > 3 else "")
+        raise StvmError(folder, f"holds {len(foreign)} file{'s' * (len(foreign) > 1)} it did not write ({shown}); {why}")
+
+
+def prepare_out_dir(path: str | Path, inputs: Iterable[str | Path | None] = ()) -> Path:
+    """Check up front that the output folder ``path`` can be written (creating nothing) and overlaps
+    none of ``inputs``, and remove a dead run's temporaries in it, so an unusable ``--out`` fails
+    before any work, in one line."""
     path = Path(path)
+    refuse_overlap(path, inputs)
     if path.exists() and not path.is_dir():
         raise StvmError(path, "output exists and is not a directory")
     existing = next(p for p in [path, *path.parents] if p.exists() or p == Path(p.anchor or "."))
@@ -185,10 +228,23 @@ def save_checkpoint(obj: dict[str, Any], path: str | Path) -> None:
         tmp.write_bytes(buf.getvalue())
 
 
+def _load_problem(err: Exception) -> str:
+    """What is wrong with a file ``torch.load(weights_only=True)`` refused, in one line that never
+    repeats torch's advice to load it with ``weights_only=False`` (which would run its code)."""
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    if lines and lines[0].startswith("Weights only load failed"):
+        reason = next((ln.removeprefix("WeightsUnpickler error:").strip() for ln in lines[1:]
+                       if "weights_only" not in ln and not ln.startswith("Check the documentation")), "")
+        if "global" in reason.lower():  # an object to import and call: it could run code
+            return (f"cannot load as a weights-only checkpoint: it is not a plain-tensor checkpoint "
+                    f"({reason[:200].rstrip('.')}) and is refused for safety (loading it could run code)")
+        lines = [reason or "unsupported content"]
+    first = f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__
+    return f"cannot load as a weights-only checkpoint: not a PyTorch checkpoint, or a corrupt one ({first[:200]})"
+
+
 def load_checkpoint(path: str | Path, map_location: str = "cpu") -> dict[str, Any]:
     """Load a checkpoint with ``weights_only=True`` (never unpickle user files)."""
-    import pickle
-
     import torch
 
     path = Path(path)
@@ -198,9 +254,8 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> dict[str, An
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except OSError as err:
         raise StvmError(path, f"cannot read checkpoint ({err.strerror or err})") from None
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, TypeError, KeyError, AttributeError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise StvmError(path, f"cannot load as a weights-only checkpoint: {first}") from None
+    except Exception as err:  # noqa: BLE001 - any failure to unpickle these bytes is this file's
+        raise StvmError(path, _load_problem(err)) from None
     if not isinstance(obj, dict):
         raise StvmError(path, f"expected a dict checkpoint, got {type(obj).__name__}")
     return obj

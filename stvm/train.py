@@ -72,9 +72,9 @@ def train_source(
     info = init_distributed(dev)
     seed_everything(seed)
     num_classes = len(PROTOCOL_CLASSES[protocol])
-    data = CropDataset(images, labels, cfg.crop, cfg.hflip, protocol_lut(protocol))
+    data = CropDataset(images, labels, cfg.crop, cfg.hflip, protocol_lut(protocol), key="train_source.crop")
     if info.is_main:
-        prepare_out_dir(out)
+        prepare_out_dir(out, [images, labels])
     model = build_model(cfg.arch, num_classes, cfg.dilations())
     init_desc = init_backbone(model, cfg.init)
     model.to(dev)

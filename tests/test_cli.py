@@ -48,8 +48,8 @@ def test_bad_params_name_file_and_key(tmp_path):
 
 
 def test_missing_checkpoint_is_a_user_error(tmp_path):
-    proc = _cli("evaluate", "--model", str(tmp_path / "m.pt"), "--images", str(tmp_path), "--labels", str(tmp_path),
-                "--out", str(tmp_path / "o"))
+    proc = _cli("evaluate", "--model", str(tmp_path / "m.pt"), "--images", str(tmp_path / "val"), "--labels",
+                str(tmp_path / "val"), "--out", str(tmp_path / "o"))
     assert proc.returncode == 2 and "m.pt" in proc.stderr and "Traceback" not in proc.stderr
 
 

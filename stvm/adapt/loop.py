@@ -77,10 +77,10 @@ def adapt(
     dev = resolve_device(device)
     info = init_distributed(dev)
     seed_everything(seed)
-    data = CropDataset(target_images, None, cfg.crop, hflip=True, lut=None)
+    data = CropDataset(target_images, None, cfg.crop, hflip=True, lut=None, key="adapt.crop")
     ckpt_path = out / "ckpt" / "last.pt"
     if info.is_main:
-        prepare_out_dir(out)  # fails early on an unusable --out; removes a dead run's temporaries
+        prepare_out_dir(out, [source_model, target_images])  # fails early on an unusable --out; removes a dead run's temporaries
     require_file(source_model)
     digests = inputs_digest([source_model, target_images], ckpt_path.parent / "inputs.json" if info.is_main else None)
     run_id = fingerprint({"params": section_dict(cfg), "variant": variant, "seed": seed,

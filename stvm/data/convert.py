@@ -22,6 +22,7 @@ from stvm.data.images import read_bytes, write_png
 from stvm.data.labels import CLASS_NAMES, ID_TO_TRAINID, IGNORE
 from stvm.data.readers import Sample, decode_image, decode_label
 from stvm.errors import StvmError
+from stvm.io import real_path
 from stvm.progress import ProgressBar
 
 
@@ -65,7 +66,7 @@ def _load(path: Path, root: Path, sources: dict[str, str], prefix: str = "") -> 
     try:
         rel = path.relative_to(root)
     except ValueError:  # the same folder spelt differently (relative vs absolute, a symlink)
-        rel = path.resolve().relative_to(root.resolve())
+        rel = real_path(path).relative_to(real_path(root))
     sources[prefix + rel.as_posix()] = hashlib.sha256(data).hexdigest()
     return data
 

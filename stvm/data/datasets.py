@@ -19,7 +19,7 @@ from torch.utils.data import Dataset, Sampler
 
 from stvm.data.images import read_bytes, read_label, read_rgb
 from stvm.data.labels import IGNORE
-from stvm.errors import StvmError
+from stvm.errors import ParamError, StvmError
 
 
 
@@ -54,12 +54,18 @@ class CropDataset(Dataset):
     """Random crops (and flips) of prepared images, optionally with labels mapped by ``lut``.
 
     Items are addressed as ``(index, seed_key)``; ``seed_key`` seeds the crop/flip generator.
-    Returns ``(image uint8 3xHxW, label int64 HxW or empty, index)``.
+    Returns ``(image uint8 3xHxW, label int64 HxW or empty, index)``. A crop larger than the frames
+    is refused (a ``ParamError`` naming the params ``key``): it would train on padding.
     """
 
-    def __init__(self, images: Path, labels: Path | None, crop: int, hflip: bool, lut: np.ndarray | None) -> None:
+    def __init__(self, images: Path, labels: Path | None, crop: int, hflip: bool, lut: np.ndarray | None,
+                 key: str = "crop") -> None:
         self.images, self.labels, self.crop, self.hflip, self.lut = images, labels, crop, hflip, lut
         self.stems = list_stems(images)
+        w, h = prepared_size(images)
+        if crop > min(w, h):
+            raise ParamError(None, f"{key}: {crop} is larger than the frames in {images} ({w}x{h}); "
+                                   f"at most {min(w, h)}")
         if labels is not None:
             missing = sorted(set(self.stems) - set(list_stems(labels)))
             if missing:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import functools
 import io
+import struct
+import zlib
 from pathlib import Path
 
 from stvm.limits import check_pixels, check_png  # isort: skip  (sets the decoders' pixel limits before cv2 loads)
@@ -126,8 +128,15 @@ def read_trainid_png(path: Path, what: str = "label") -> np.ndarray:
     return arr.astype(np.uint8, copy=False)
 
 
-def write_png(path: Path, array: np.ndarray) -> None:
-    """Write a uint8 PNG atomically: grey for HxW, RGB for HxWx3 (a failed write leaves nothing)."""
+def _text_chunk(key: str, value: str) -> bytes:
+    """A PNG ``tEXt`` chunk (Latin-1 keyword and text)."""
+    data = key.encode("latin-1") + b"\0" + value.encode("latin-1")
+    return struct.pack(">I", len(data)) + b"tEXt" + data + struct.pack(">I", zlib.crc32(b"tEXt" + data))
+
+
+def write_png(path: Path, array: np.ndarray, text: dict[str, str] | None = None) -> None:
+    """Write a uint8 PNG atomically: grey for HxW, RGB for HxWx3 (a failed write leaves nothing);
+    ``text`` goes into ``tEXt`` chunks right after the header (Pillow's ``Image.info`` reads them)."""
     if array.ndim == 3:
         array = cv2.cvtColor(array, cv2.COLOR_RGB2BGR)
     try:
@@ -136,5 +145,8 @@ def write_png(path: Path, array: np.ndarray) -> None:
         raise StvmError(path, f"cannot write PNG ({err})") from None
     if not ok:
         raise StvmError(path, "PNG encoding failed")
+    data = buf.tobytes()
+    if text:  # after the 8-byte signature and the 25-byte IHDR chunk
+        data = data[:33] + b"".join(_text_chunk(k, v) for k, v in text.items()) + data[33:]
     with atomic_path(path) as tmp:
-        tmp.write_bytes(buf.tobytes())
+        tmp.write_bytes(data)

@@ -32,7 +32,7 @@ from stvm.data.readers import (
     synthia_samples,
 )
 from stvm.errors import StvmError
-from stvm.io import atomic_dir, write_json
+from stvm.io import atomic_dir, real_path, refuse_foreign, refuse_overlap, write_json
 from stvm.limits import MAX_PIXELS
 from stvm.progress import ProgressBar
 
@@ -41,6 +41,7 @@ FOLDER_LABEL_ENCODINGS = ("cityscapes", "trainids")
 EVAL_LABEL_SIZES = ("full", "train")
 MISMATCH_POLICIES = ("resize", "skip", "error")
 MAX_SIDE = int(MAX_PIXELS**0.5)
+OWN = ("manifest.json", *(f"{split}/{sub}/*.png" for split in ("train", "val") for sub in ("images", "labels")))
 
 
 def _check_args(
@@ -120,8 +121,10 @@ def _list_splits(
     return {"train": samples[:-holdout], "val": samples[-holdout:]}
 
 
-def _check_out(out: Path, overwrite: bool) -> None:
-    """``out`` may be absent or an empty directory tree; a non-empty one needs ``overwrite``."""
+def _check_out(out: Path, overwrite: bool, inputs: list[Path | None]) -> None:
+    """``out`` may be absent or an empty directory tree; a non-empty one needs ``overwrite``, and
+    then holds only prepare's own files (``OWN``). It never overlaps an input."""
+    refuse_overlap(out, inputs)
     if out.is_symlink() or (out.exists() and not out.is_dir()):
         raise StvmError(out, "output exists and is not a directory")
     if (
@@ -130,6 +133,8 @@ def _check_out(out: Path, overwrite: bool) -> None:
         and any(p.is_symlink() or not p.is_dir() for p in out.rglob("*"))
     ):
         raise StvmError(out, "output folder is not empty (remove it or pass --overwrite)")
+    refuse_foreign(out, OWN, "--overwrite replaces only what prepare wrote, and would delete them: move them "
+                             "or choose another --out")
 
 
 def _split_summary(
@@ -175,7 +180,7 @@ def _missing_dirs(path: Path) -> list[Path]:
 def _label_root(root: Path, labels: str | None) -> tuple[Path, str]:
     """Where label paths in the manifest are taken relative to: the dataset root, or (a folder
     dataset's label folder outside it) the label folder itself, keys prefixed ``:labels/``."""
-    if labels is None or Path(labels).resolve().is_relative_to(root.resolve()):
+    if labels is None or real_path(labels).is_relative_to(real_path(root)):
         return root, ""
     return Path(labels), ":labels/"
 
@@ -268,7 +273,7 @@ def prepare_dataset(
     _check_folder_args(dataset, labels, label_encoding)
     root, out = Path(root), Path(out)
     labels = None if labels is None else Path(labels)
-    _check_out(out, overwrite)
+    _check_out(out, overwrite, [root, labels])
     splits = _list_splits(dataset, root, city, holdout, labels)
     settings = {
         "city": city,

@@ -12,6 +12,7 @@ the pairing and decoding helpers; each layout is one short function.
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ from PIL import Image, UnidentifiedImageError
 from stvm.data.images import read_bytes
 from stvm.data.labels import IGNORE, VALID_ID_MAX
 from stvm.errors import StvmError
+from stvm.io import real_path
 
 NTHU_CITIES = ("Rome", "Rio", "Tokyo", "Taipei")
 CITYSCAPES_IMAGE_SUFFIX = "_leftImg8bit.png"
@@ -50,10 +52,21 @@ def _require_dir(path: Path, what: str, layout: str = "") -> Path:
     return path
 
 
+def _utf8(path: Path, name: str) -> Path:
+    """``path`` when ``name`` (its name, or its path below the dataset root) is valid UTF-8: the
+    manifest and every output name are UTF-8, so another name is refused here, naming the file."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = os.fsencode(path).decode("utf-8", "backslashreplace")
+        raise StvmError(shown, "file name is not valid UTF-8 (rename it)") from None
+    return path
+
+
 def _files(folder: Path, suffix: str) -> dict[str, Path]:
     """``{name without suffix: path}`` of non-hidden files in ``folder`` ending in ``suffix``."""
     return {
-        p.name[: -len(suffix)]: p
+        p.name[: -len(suffix)]: _utf8(p, p.name)
         for p in folder.iterdir()
         if p.name.endswith(suffix) and not p.name.startswith(".") and p.is_file()
     }
@@ -102,7 +115,7 @@ def synthia_samples(root: Path) -> list[Sample]:
 def _city_files(split_dir: Path, suffix: str) -> dict[str, Path]:
     found: dict[str, Path] = {}
     for city in sorted(p for p in split_dir.iterdir() if p.is_dir()):
-        found.update(_files(city, suffix))
+        found.update(_files(_utf8(city, city.name), suffix))
     return found
 
 
@@ -153,12 +166,11 @@ def _visible_files(folder: Path, suffixes: tuple[str, ...], exclude: Path | None
     found = []
     for p in sorted(folder.rglob("*")):
         rel = p.relative_to(folder)
-        if any(part.startswith(".") for part in rel.parts) or p.suffix.lower() not in suffixes:
+        if any(part.startswith(".") for part in rel.parts) or p.suffix.lower() not in suffixes or not p.is_file():
+            continue  # not a file: a folder, or a broken or looping link
+        if exclude is not None and real_path(p).is_relative_to(exclude):
             continue
-        if exclude is not None and p.resolve().is_relative_to(exclude):
-            continue
-        if p.is_file():
-            found.append(p)
+        found.append(_utf8(p, str(rel)))
     return found
 
 
@@ -195,7 +207,7 @@ def folder_samples(root: Path, labels: Path | None = None) -> dict[str, list[Sam
     """
     root = _require_dir(Path(root), "image folder")
     label_dir = None if labels is None else _require_dir(Path(labels), "label folder")
-    exclude = None if label_dir is None else label_dir.resolve()
+    exclude = None if label_dir is None else real_path(label_dir)
     images = tree_stems(root, IMAGE_SUFFIXES, exclude)
     if not images:
         raise StvmError(root, "no images found (PNG or JPEG, searched recursively)")

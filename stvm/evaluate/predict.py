@@ -10,13 +10,17 @@ Output (flat names as ``prepare --dataset folder`` gives them: ``cam1/f001.jpg``
     out/predict.json            model sha256, settings, counts, wall time
 
 Inference is ``stvm.evaluate.inference.predict_logits`` (the evaluate stage's MST/flip); images of
-equal size are batched. Every file is written atomically, so an interrupted run leaves finished
-images only, and a rerun skips them. A rerun with another model or settings into the same folder is
-refused (``overwrite`` replaces the old predictions) so no stale file is mixed in.
+equal size are batched. Every file is written atomically, ``pred/`` last, and each ``pred/`` PNG
+records the sha256 of the image bytes it was predicted from (a ``tEXt`` chunk): a rerun skips an
+image only when all its outputs exist and its bytes are unchanged, so an interrupted run loses
+nothing and a frame changed under the same name is predicted again. A rerun with another model or
+settings into the same folder is refused (``overwrite`` replaces the old predictions, never files
+predict did not write) so no stale file is mixed in. ``out`` may not overlap the model or images.
 """
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import time
 from collections.abc import Iterator, Sequence
@@ -28,17 +32,18 @@ import torch
 from PIL import Image
 
 from stvm.data.labels import PROTOCOL_CLASSES, colorize
-from stvm.data.images import normalize, write_png
-from stvm.data.readers import IMAGE_SUFFIXES, read_image, tree_stems
+from stvm.data.images import normalize, read_bytes, write_png
+from stvm.data.readers import IMAGE_SUFFIXES, decode_image, tree_stems
 from stvm.digest import file_sha256
 from stvm.errors import StvmError
 from stvm.evaluate.inference import predict_logits
 from stvm.evaluate.nets import LoadedNets, confidence_map, load_nets, reliability_map, to_u8
-from stvm.io import read_json, write_json
+from stvm.io import read_json, refuse_foreign, refuse_overlap, write_json
 from stvm.progress import ProgressBar
 from stvm.runtime import autocast, resolve_device
 
 OUTPUT_DIRS = ("pred", "color", "overlay", "confidence", "reliability")
+SOURCE_KEY = "stvm-source-sha256"  # tEXt chunk of pred/<stem>.png: sha256 of the image bytes it was predicted from
 
 
 def _claim(out: Path, run: dict[str, Any], overwrite: bool) -> None:
@@ -53,6 +58,9 @@ def _claim(out: Path, run: dict[str, Any], overwrite: bool) -> None:
                 "(pass --overwrite to replace them, or choose another --out)")
     if overwrite:
         for name in OUTPUT_DIRS:
+            refuse_foreign(out / name, ("*.png",), "--overwrite replaces only predict's own outputs, and would "
+                                                   "delete them: move them or choose another --out")
+        for name in OUTPUT_DIRS:
             shutil.rmtree(out / name, ignore_errors=True)
     write_json(record, {"run": run, "finished": False})
 
@@ -66,31 +74,53 @@ def _image_size(path: Path) -> tuple[int, int]:
         raise StvmError(path, f"unreadable or corrupt image file ({str(err)[:160]})") from None
 
 
-def _batches(images: dict[str, Path], todo: list[str], batch_size: int) -> Iterator[list[tuple[str, np.ndarray]]]:
+def _read(path: Path) -> tuple[np.ndarray, str]:
+    """An image and the sha256 of the very bytes it was decoded from."""
+    data = read_bytes(path)
+    return decode_image(data, path), hashlib.sha256(data).hexdigest()
+
+
+def _batches(images: dict[str, Path], todo: list[str], batch_size: int) -> Iterator[list[tuple[str, np.ndarray, str]]]:
     """The images still to do, grouped by size into batches of at most ``batch_size``, read lazily."""
     by_size: dict[tuple[int, int], list[str]] = {}
     for stem in todo:
         by_size.setdefault(_image_size(images[stem]), []).append(stem)
     for group in by_size.values():
         for i in range(0, len(group), batch_size):
-            yield [(stem, read_image(images[stem])) for stem in group[i: i + batch_size]]
+            yield [(stem, *_read(images[stem])) for stem in group[i: i + batch_size]]
 
 
 def _outputs(out: Path, stem: str, maps: list[str]) -> list[Path]:
     return [out / d / f"{stem}.png" for d in ("pred", "color", "overlay", *maps)]
 
 
-def _write(out: Path, stem: str, img: np.ndarray, pred: np.ndarray, nets: LoadedNets, x: torch.Tensor,
+def _source_digest(pred: Path) -> str | None:
+    """The sha256 recorded in a ``pred/`` PNG (None when absent or unreadable: predict it again)."""
+    try:
+        with Image.open(pred) as im:
+            return im.info.get(SOURCE_KEY)
+    except (OSError, SyntaxError, ValueError):
+        return None
+
+
+def _done(out: Path, stem: str, image: Path, maps: list[str]) -> bool:
+    """Every output of ``stem`` exists and its prediction was made from ``image``'s current bytes."""
+    return (all(p.exists() for p in _outputs(out, stem, maps))
+            and _source_digest(out / "pred" / f"{stem}.png") == file_sha256(image))
+
+
+def _write(out: Path, stem: str, img: np.ndarray, digest: str, pred: np.ndarray, nets: LoadedNets, x: torch.Tensor,
            maps: list[str]) -> None:
-    """Every output file of one image (maps computed single-scale on ``x``, 1x3xHxW)."""
+    """Every output file of one image (maps computed single-scale on ``x``, 1x3xHxW), the prediction
+    last, recording ``digest``: a prediction that exists was finished together with the others."""
     color = colorize(pred, 19)
-    write_png(out / "pred" / f"{stem}.png", pred)
     write_png(out / "color" / f"{stem}.png", color)
     overlay = (img.astype(np.uint16) + color.astype(np.uint16) + 1) // 2
     write_png(out / "overlay" / f"{stem}.png", overlay.astype(np.uint8))
     for name in maps:
         values = confidence_map(nets, x) if name == "confidence" else reliability_map(nets, x)
         write_png(out / name / f"{stem}.png", to_u8(values))
+    write_png(out / "pred" / f"{stem}.png", pred, text={SOURCE_KEY: digest})
 
 
 def predict_folder(
@@ -115,7 +145,8 @@ def predict_folder(
     model_path, images, out = Path(model_path), Path(images), Path(out)
     if not images.is_dir():
         raise StvmError(images, "image folder not found")
-    found = tree_stems(images, IMAGE_SUFFIXES, exclude=out.resolve())
+    refuse_overlap(out, [model_path, images])
+    found = tree_stems(images, IMAGE_SUFFIXES)
     if not found:
         raise StvmError(images, "no images found (PNG or JPEG, searched recursively)")
     dev = resolve_device(device)
@@ -129,14 +160,14 @@ def predict_folder(
     run = {"model_sha256": file_sha256(model_path), "scales": [float(s) for s in scales], "flip": bool(flip),
            "maps": kinds}
     _claim(out, run, overwrite)
-    todo = [s for s in found if not all(p.exists() for p in _outputs(out, s, kinds))]
+    todo = [s for s in found if not _done(out, s, found[s], kinds)]
     with ProgressBar(len(todo), "predict", enabled=show_progress) as bar, torch.inference_mode(), autocast(dev):
         for batch in _batches(found, todo, batch_size):
-            x = torch.stack([normalize(img) for _, img in batch]).to(dev)
+            x = torch.stack([normalize(img) for _, img, _ in batch]).to(dev)
             prob = predict_logits(nets.model, x, tuple(x.shape[-2:]), scales, flip)
             preds = to_trainid[prob.argmax(dim=1)].to(torch.uint8).cpu().numpy()
-            for i, (stem, img) in enumerate(batch):
-                _write(out, stem, img, preds[i], nets, x[i: i + 1], kinds)
+            for i, (stem, img, digest) in enumerate(batch):
+                _write(out, stem, img, digest, preds[i], nets, x[i: i + 1], kinds)
             bar.update(len(batch))
     seconds = time.perf_counter() - t0
     summary = {"run": run, "model": str(model_path), "finished": True, "images": len(found), "predicted": len(todo),

@@ -25,13 +25,14 @@ from stvm.evaluate.inference import evaluate_folder
 from stvm.evaluate.maps import write_maps
 from stvm.evaluate.metrics import flatten_metrics
 from stvm.evaluate.nets import nets_from
-from stvm.io import atomic_dir, prepare_out_dir, write_json
+from stvm.io import atomic_dir, prepare_out_dir, refuse_foreign, write_json
 from stvm.loops import SNAPSHOT_DIR, snapshot_iteration
 from stvm.models.weights import load_model_checkpoint
 from stvm.runtime import resolve_device
 from stvm.threads import current_threads
 
-_OWN = ("metrics.json", "confusion.json")  # a folder holding either is an evaluate output
+OWN = ("metrics.json", "scores.json", "eval_info.json", "confusion.json", "curve.json", "maps/*", "pred/*.png",
+       "color/*.png")  # everything evaluate writes
 
 
 def evaluate_stage(
@@ -52,7 +53,7 @@ def evaluate_stage(
     ``input_size`` (W, H) overrides the input size, which is otherwise the prepared images' own.
     """
     t0 = time.perf_counter()
-    _check_out(out)
+    _check_out(out, [model_path, images, labels])
     dev = resolve_device(device)
     model, meta = load_model_checkpoint(model_path)
     model.to(dev)
@@ -105,12 +106,11 @@ def _write_split(folder: Path, metrics: dict[str, Any]) -> None:
     write_json(folder / "metrics.json", {k: v for k, v in numbers.items() if k in HEADLINE})
 
 
-def _check_out(out: Path) -> None:
-    """``out`` is replaced as a whole: refuse a non-empty folder that is not an evaluate output."""
-    prepare_out_dir(out)
-    if out.is_dir() and any(out.iterdir()) and not any((out / name).is_file() for name in _OWN):
-        raise StvmError(out, f"folder holds other files and no {' or '.join(_OWN)}; evaluate replaces its "
-                             "output folder as a whole, so give it a folder of its own")
+def _check_out(out: Path, inputs: list[Path]) -> None:
+    """``out`` is replaced as a whole: refuse one that overlaps an input or holds a file evaluate
+    does not write (``OWN``)."""
+    prepare_out_dir(out, inputs)
+    refuse_foreign(out, OWN, "evaluate replaces its output folder as a whole, so give it a folder of its own")
 
 
 def _input_size(model_path: Path, meta: dict, images: Path,

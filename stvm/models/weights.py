@@ -109,12 +109,22 @@ def check_state(expected: dict[str, Any], given: dict[str, Any]) -> str | None:
     return "; ".join(parts) or None
 
 
+def check_loaded_finite(state: dict[str, Any], path: Path, part: str = "") -> None:
+    """Refuse weights read from ``path`` that hold NaN/inf, before any network uses them."""
+    bad = [k for k, v in state.items() if isinstance(v, Tensor) and v.is_floating_point() and not bool(v.isfinite().all())]
+    if bad:
+        raise StvmError(path, f"{len(bad)} {part}weight tensors hold NaN/inf (first: {bad[0]}); a network with "
+                              "non-finite weights is refused")
+
+
 def _load_checked(module: torch.nn.Module, state: dict[str, Any], path: Path, what: str) -> None:
-    """``module.load_state_dict(state, strict=True)`` behind ``check_state``'s readable error."""
+    """``module.load_state_dict(state, strict=True)`` behind ``check_state``'s readable error (and
+    ``check_loaded_finite``'s: every loader of weights goes through here)."""
     expected = module.state_dict()
     problem = check_state(expected, state)
     if problem:
         raise StvmError(path, f"does not fit {what}: {problem}")
+    check_loaded_finite(state, path)
     state = dict(state)
     for key, value in expected.items():  # fill what old files lack (checked above)
         state.setdefault(key, value)
@@ -365,6 +375,9 @@ def load_model_checkpoint(
     if expect_dilations is not None and tuple(expect_dilations) != dilations:
         raise StvmError(path, f"written with head dilations {list(dilations)}, but these params say "
                               f"{list(expect_dilations)} (train_source.head_dilations)")
+    for part in ("teacher", "metric_head"):  # the checkpoint's other networks (stvm.evaluate.nets)
+        if isinstance(obj.get(part), dict):
+            check_loaded_finite(obj[part], path, f"{part} ")
     model = build_model(arch, num_classes, dilations)
     _load_checked(model, obj["model"], path, f"{arch} with {num_classes} classes")
     meta = {k: v for k, v in obj.items() if k not in ("format", "model")}

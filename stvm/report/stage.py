@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from stvm.config import ReportParams
-from stvm.io import atomic_dir
+from stvm.io import atomic_dir, prepare_out_dir, refuse_foreign
 from stvm.report import curves, figures, paper, provenance, render
 from stvm.report.tables import PAPER, TRAINED, Results, collect_results, run_info, tables_for
 
 TITLE = "STvM: source-free adaptation report"
+OWN = ("report.md", "report.html", "tables/*.csv", "figures/*.png")  # what write_report writes
 # Columns of plots/adapt.csv drawn as curves, with axis labels (train.csv has loss and lr).
 ADAPT_CURVES = {
     "loss": "student loss (Eq. 5, reliability-weighted CE)",
@@ -165,6 +166,8 @@ def report_stage(cfg: ReportParams, *, eval_root: Path, models_root: Path, prepa
     """Build the report of a pipeline run into ``out`` (replaced as a whole); return a short summary."""
     from stvm.runtime import resolve_device
 
+    prepare_out_dir(out, [eval_root, models_root, prepared_root, synth])
+    refuse_foreign(out, OWN, "report replaces its output folder as a whole, so give it a folder of its own")
     res = collect_results(eval_root, models_root, prepared_root, synth)
     sections = build_sections(cfg, res, prepared_root, params_path, str(resolve_device(device)))
     write_report(out, sections)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from stvm.errors import StvmError
-from stvm.io import atomic_dir, read_json, write_json
+from stvm.io import atomic_dir, read_json, refuse_foreign, write_json
 from stvm.report import paper
 from stvm.variants import RUN_ORDER, TRAINED
 
@@ -127,6 +127,7 @@ def ablation_markdown(rows: list[dict]) -> str:
 def write_summary(rows: list[dict], out: Path, key: str = "miou") -> None:
     """One ``out/<run>.json`` per run, ``{key}_mean/_std/_min`` and ``seeds``: numbers only, one row per
     variant in ``dvc metrics show`` (the folder is a DVC metrics entry), replaced as a whole."""
+    refuse_foreign(out, ("*.json",), "summary replaces its --out folder as a whole, so give it a folder of its own")
     with atomic_dir(out, overwrite=True) as tmp:
         for r in rows:
             write_json(tmp / f"{r['name']}.json", {f"{key}_mean": round(r["mean"], 4), f"{key}_std": round(r["std"], 4),
