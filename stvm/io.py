@@ -100,13 +100,15 @@ def _own(rel: Path, own: Sequence[str]) -> bool:
         len(pat.split("/")) == len(parts) and all(map(fnmatch.fnmatchcase, parts, pat.split("/"))) for pat in own)
 
 
-def refuse_foreign(folder: Path, own: Sequence[str], why: str) -> None:
-    """Refuse to replace ``folder`` when it holds a file (or link) outside the output layout ``own``
-    (patterns relative to it, ``train/images/*.png``): the command never deletes what it did not write."""
+def refuse_foreign(folder: Path, own: Sequence[str], why: str, scope: Sequence[str] = ()) -> None:
+    """Refuse to replace ``folder`` (or only its sub-folders ``scope``) when it holds a file or link
+    outside the output layout ``own`` (patterns relative to ``folder``, ``train/images/*.png``): a
+    command never deletes what it did not write."""
     if not folder.is_dir() or folder.is_symlink():
         return
-    foreign = [p.relative_to(folder).as_posix() for p in sorted(folder.rglob("*"))
-               if (p.is_symlink() or not p.is_dir()) and (p.is_symlink() or not _own(p.relative_to(folder), own))]
+    found = sorted(p for sub in ([folder / s for s in scope] if scope else [folder]) for p in sub.rglob("*"))
+    foreign = [p.relative_to(folder).as_posix() for p in found
+               if p.is_symlink() or (not p.is_dir() and not _own(p.relative_to(folder), own))]
     if foreign:
         shown = ", ".join(foreign[:3]) + (f", ... (+{len(foreign) - 3} more)" if len(foreign) > 3 else "")
         raise StvmError(folder, f"holds {len(foreign)} file{'s' * (len(foreign) > 1)} it did not write ({shown}); {why}")

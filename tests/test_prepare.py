@@ -295,8 +295,13 @@ def test_existing_output_rules(tmp_path):
     with pytest.raises(StvmError, match="not empty") as err:
         run("gta5", tmp_path / "raw", out)
     assert str(err.value).startswith(str(out)) and (out / "stale.txt").exists()
+    with pytest.raises(StvmError, match="holds 1 file it did not write .stale.txt.") as err:
+        run("gta5", tmp_path / "raw", out, overwrite=True)  # --overwrite replaces prepare's own files only
+    assert str(err.value).startswith(str(out)) and (out / "stale.txt").read_text() == "old"
+    (out / "stale.txt").unlink()
+    (out / "train/images/00001.png").write_bytes(b"old")
     run("gta5", tmp_path / "raw", out, overwrite=True)
-    assert not (out / "stale.txt").exists() and (out / "train/labels/00001.png").exists()
+    assert (out / "train/images/00001.png").read_bytes() != b"old" and (out / "train/labels/00001.png").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "raw"]  # no stray temp dirs
 
 

@@ -320,11 +320,11 @@ def test_bad_input_names_the_file_and_writes_nothing(run_tree, tmp_path, capsys,
         target.unlink()
     out = tmp_path / "report"
     out.mkdir()
-    (out / "old.md").write_text("previous report")
+    (out / "report.md").write_text("previous report")
     assert _report(root, out) == 2
     err = capsys.readouterr().err
     assert str(target) in err and "Traceback" not in err
-    assert [p.name for p in out.iterdir()] == ["old.md"]  # the previous report is untouched
+    assert [p.name for p in out.iterdir()] == ["report.md"]  # the previous report is untouched
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".report")]  # no temporary left
 
 

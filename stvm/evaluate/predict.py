@@ -57,9 +57,8 @@ def _claim(out: Path, run: dict[str, Any], overwrite: bool) -> None:
                 record, f"holds predictions made with another {', '.join(changed) or 'run'} "
                 "(pass --overwrite to replace them, or choose another --out)")
     if overwrite:
-        for name in OUTPUT_DIRS:
-            refuse_foreign(out / name, ("*.png",), "--overwrite replaces only predict's own outputs, and would "
-                                                   "delete them: move them or choose another --out")
+        refuse_foreign(out, [f"{d}/*.png" for d in OUTPUT_DIRS], "--overwrite replaces only predict's own "
+                       "outputs, and would delete them: move them or choose another --out", scope=OUTPUT_DIRS)
         for name in OUTPUT_DIRS:
             shutil.rmtree(out / name, ignore_errors=True)
     write_json(record, {"run": run, "finished": False})
