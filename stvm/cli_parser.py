@@ -79,7 +79,7 @@ def build_parser(handlers: Mapping[str, Callable[[argparse.Namespace], int]], de
     sp.add_argument("--out", type=Path, default=Path("results/benchmark"), help="output folder (default: results/benchmark)")
     sp.add_argument("--phase", choices=["all", "geometry", "shift", "curves", "table"], default="all",
                     help="one phase, or all in order (the table only with --budget)")
-    sp.add_argument("--budget", type=int, help="Table IV's adaptation iterations, the same for every variant "
+    sp.add_argument("--budget", type=number("adapt", "iterations"), help="Table IV's adaptation iterations, the same for every variant "
                     "(fix it in advance from the curves)")
 
     sp = stage("synth", "Write the built-in synthetic benchmark (GTA5-format source, Cityscapes-format target).")

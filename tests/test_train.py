@@ -153,5 +153,5 @@ def test_checkpoints_with_nonfinite_weights_are_refused(tmp_path):
 
 def test_the_model_records_its_input_size(tmp_path):
     data = write_prepared(tmp_path / "data", size=(40, 24))
-    _train(train_params(iterations=2), data, tmp_path / "run")
+    _train(train_params(iterations=2, crop=24), data, tmp_path / "run")  # a crop within the 40x24 frames
     assert load_model_checkpoint(tmp_path / "run/model.pt")[1]["input_size"] == [40, 24]

@@ -32,11 +32,13 @@ rule adapt:
             "stvm/models/__init__.py",
             "stvm/models/deeplab.py",
             "stvm/models/weights.py",
+            "stvm/overrides.py",
             "stvm/plots.py",
             "stvm/progress.py",
             "stvm/runtime.py",
             "stvm/threads.py",
             "stvm/variants.py",
+            "stvm/yamlsafe.py",
         ],
     output:
         "results/models/{variant}/seed{seed}/model.pt",

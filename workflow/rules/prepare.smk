@@ -17,8 +17,10 @@ rule synth:
             "stvm/errors.py",
             "stvm/io.py",
             "stvm/limits.py",
+            "stvm/overrides.py",
             "stvm/threads.py",
             "stvm/variants.py",
+            "stvm/yamlsafe.py",
         ],
     output:
         directory("data/raw/synth/source"),
@@ -52,9 +54,11 @@ rule prepare:
             "stvm/errors.py",
             "stvm/io.py",
             "stvm/limits.py",
+            "stvm/overrides.py",
             "stvm/progress.py",
             "stvm/threads.py",
             "stvm/variants.py",
+            "stvm/yamlsafe.py",
         ],
     output:
         directory("data/prepared/{role}/train/images"),

@@ -50,7 +50,9 @@ rule report:
             "stvm/evaluate/metrics.py",
             "stvm/io.py",
             "stvm/limits.py",
+            "stvm/overrides.py",
             "stvm/report/__init__.py",
+            "stvm/report/curves.py",
             "stvm/report/figures.py",
             "stvm/report/panels.py",
             "stvm/report/paper.py",
@@ -69,6 +71,7 @@ rule report:
             "stvm/runtime.py",
             "stvm/threads.py",
             "stvm/variants.py",
+            "stvm/yamlsafe.py",
         ],
     output:
         directory("results/report"),

@@ -16,6 +16,7 @@ rule summary:
             "stvm/evaluate/metrics.py",
             "stvm/io.py",
             "stvm/limits.py",
+            "stvm/overrides.py",
             "stvm/report/__init__.py",
             "stvm/report/paper.py",
             "stvm/report/paper/README.md",
@@ -28,6 +29,7 @@ rule summary:
             "stvm/report/paper/table7_metric_silhouette.csv",
             "stvm/report/tables.py",
             "stvm/variants.py",
+            "stvm/yamlsafe.py",
         ],
     output:
         directory("results/summary"),
