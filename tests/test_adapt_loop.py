@@ -178,15 +178,24 @@ def test_student_input_is_augmented_and_teacher_input_clean(source, variant):
     assert torch.equal(seen_student[0], clean) != VARIANTS[variant].augment
 
 
+def _pin_thresholds(nets) -> None:
+    nets.thresholds.tau.zero_()
+    nets.thresholds.seen.fill_(True)
+
+
 def test_metric_sees_at_least_the_configured_samples(source):
-    cfg, nets = _nets(source, samples_per_class=8)
+    # thresholds pinned at 0 (momentum 1 keeps them): every pixel is eligible, so the classes M samples
+    # are the teacher's predicted classes, not the ones whose confidence this CPU rounds above tau
+    cfg, nets = _nets(source, samples_per_class=8, threshold_momentum=1.0)
+    _pin_thresholds(nets)
     img = _crops()
     logs = adapt_step(cfg, VARIANTS["STvM_Raw"], nets, img, 0, 0)
     with torch.no_grad():  # the teacher is unchanged after one step (EMA every 2)
         conf, pred = nets.teacher.classify(nets.teacher.features(normalize_batch(img))).softmax(1).max(1)
     present = pred[conf > nets.thresholds.tau[pred]].unique().numel()  # classes with eligible pixels
     assert present >= 1 and float(logs["metric_samples"]) == 8 * present
-    cfg_old, nets_old = _nets(source, samples_per_class=8, metric_sampling="min_count")
+    cfg_old, nets_old = _nets(source, samples_per_class=8, metric_sampling="min_count", threshold_momentum=1.0)
+    _pin_thresholds(nets_old)
     logs_old = adapt_step(cfg_old, VARIANTS["STvM_Raw"], nets_old, _crops(), 0, 0)
     assert float(logs_old["metric_samples"]) <= float(logs["metric_samples"])
 
