@@ -87,8 +87,10 @@ def run_tree(tmp_path_factory):
         train_source(train_params(iterations=6), images=src[0], labels=src[1], out=models / "Source/seed0",
                      protocol=19, seed=0, device="cpu", show_progress=False)
         for variant in ("AdaBN", "ST_MT", "STvM"):  # STvM with a snapshot: the learning curve
-            # tau_mocm far above any distance: the MOCM buffers fill whatever this CPU's rounding
-            adapt(adapt_params(iterations=4, tau_mocm=1e9, snapshots=[2] if variant == "STvM" else []), variant=variant, source_model=models / "Source/seed0/model.pt",
+            # tau_mocm far above any distance: the MOCM buffers fill whatever this CPU's rounding, and
+            # (50 slots) keep filling over the 4 iterations, so buffer_fill is a curve, not a constant
+            cfg = adapt_params(iterations=4, tau_mocm=1e9, buffer_size=50, snapshots=[2] if variant == "STvM" else [])
+            adapt(cfg, variant=variant, source_model=models / "Source/seed0/model.pt",
                   target_images=val[0], out=models / variant / "seed0", seed=0, device="cpu", show_progress=False)
     for run in ("Source", "AdaBN", "ST_MT", "STvM"):
         evaluate_stage(EvaluateParams(maps=2), model_path=models / run / "seed0/model.pt", images=val[0], labels=val[1],
