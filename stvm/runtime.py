@@ -158,3 +158,16 @@ def timed() -> Iterator[dict[str, float]]:
         yield result
     finally:
         result["seconds"] = time.perf_counter() - t0
+
+
+def interpreter() -> dict[str, Any]:
+    """Where a stage ran, for its ``*_info.json``: the Python executable and whether it ran in a
+    container (``docker``, ``apptainer`` or None). Apptainer/Singularity marks its containers with
+    ``/.singularity.d`` and ``APPTAINER_CONTAINER``/``SINGULARITY_CONTAINER``; Docker with ``/.dockerenv``."""
+    if os.environ.get("APPTAINER_CONTAINER") or os.environ.get("SINGULARITY_CONTAINER") or os.path.isdir("/.singularity.d"):
+        container = "apptainer"
+    elif os.path.exists("/.dockerenv"):
+        container = "docker"
+    else:
+        container = None
+    return {"python": sys.executable, "container": container}

@@ -43,6 +43,7 @@ from stvm.runtime import (
     autocast,
     fingerprint,
     init_distributed,
+    interpreter,
     resolve_device,
     seed_everything,
     set_rng_state,
@@ -143,7 +144,7 @@ def train_source(
         save_model_checkpoint(model, out / "model.pt", **meta)
         metrics = {"iterations": cfg.iterations, "wall_seconds": round(wall, 2)}
         run = {"device": str(dev), "seed": seed, "world_size": info.world_size, "init": init_desc,
-               "threads": current_threads()}
+               "threads": current_threads(), **interpreter()}
         write_json(out / "train_info.json", run)
         write_json(out / "train_metrics.json", metrics)
         return {**metrics, **run}

@@ -42,6 +42,7 @@ from stvm.runtime import (
     dist_info,
     fingerprint,
     init_distributed,
+    interpreter,
     resolve_device,
     seed_everything,
     set_rng_state,
@@ -193,7 +194,7 @@ def _finish(cfg, variant, v, nets, meta, out, seed, wall, dev, world: int = 1,
     metrics = {"iterations": cfg.iterations if iterations is None else iterations, "wall_seconds": round(wall, 2)}
     choices = open_choices(cfg) | ({"iterations": ADABN_ITERATIONS} if iterations == 0 else {})
     run = {"variant": variant, "source_seed": meta.get("seed"), "device": dev, "seed": seed, "world_size": world,
-           "threads": current_threads(), "choices": choices}
+           "threads": current_threads(), **interpreter(), "choices": choices}
     write_json(out / "adapt_info.json", run)  # provenance and open choices; the metrics file holds numbers only
     write_json(out / "adapt_metrics.json", metrics)
     return {**metrics, **run}

@@ -28,7 +28,7 @@ from stvm.evaluate.nets import nets_from
 from stvm.io import atomic_dir, prepare_out_dir, refuse_foreign, write_json
 from stvm.loops import SNAPSHOT_DIR, snapshot_iteration
 from stvm.models.weights import load_model_checkpoint
-from stvm.runtime import resolve_device
+from stvm.runtime import interpreter, resolve_device
 from stvm.threads import current_threads
 
 OWN = ("metrics.json", "scores.json", "eval_info.json", "confusion.json", "curve.json", "maps/*", "pred/*.png",
@@ -155,6 +155,7 @@ def _evaluate_into(tmp: Path, cfg: EvaluateParams, model, meta: dict, protocol: 
             "scoring_resolution": "label resolution (predictions upsampled bilinearly)",
             "device": str(dev),
             "threads": current_threads(),
+            **interpreter(),
         },
         "model": {k: v for k, v in meta.items() if k not in ("params", "metric_head", "teacher")},
         "_confusion": {"protocol": protocol, "matrix": np.asarray(confusion).astype(int).tolist()},
