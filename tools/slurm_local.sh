@@ -38,6 +38,14 @@ wait_for() {  # wait_for SECONDS DESCRIPTION COMMAND...
 
 alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2> /dev/null; }
 
+stop() {  # stop DAEMON: TERM it and wait until it is gone
+  local pidfile=/run/$1.pid
+  alive "$pidfile" || return 0
+  kill "$(cat "$pidfile")"
+  for _ in $(seq 60); do alive "$pidfile" || return 0; sleep 0.5; done
+  die "$1 did not stop within 30 s"
+}
+
 install_packages() {
   local missing=""
   for cmd in slurmctld slurmd slurmdbd sbatch sacct munged mariadbd; do
@@ -124,12 +132,13 @@ MinJobAge=300
 KillWait=10
 AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=localhost
+AccountingStoreFlags=job_comment
 JobAcctGatherType=jobacct_gather/none
 $node State=UNKNOWN
 PartitionName=$PARTITION Nodes=$host Default=YES MaxTime=INFINITE State=UP
 EOF
   # slurmdbd after slurm.conf: sacctmgr finds slurmdbd through it
-  if [ "$dbd_changed" = 1 ] && alive /run/slurmdbd.pid; then kill "$(cat /run/slurmdbd.pid)"; sleep 1; fi
+  if [ "$dbd_changed" = 1 ]; then stop slurmdbd; fi
   alive /run/slurmdbd.pid || slurmdbd
   wait_for 30 slurmdbd sacctmgr -n list cluster
   sacctmgr -n list cluster format=cluster | grep -qw "$CLUSTER" || sacctmgr -i add cluster "$CLUSTER" > /dev/null
@@ -137,10 +146,7 @@ EOF
   for user in root $(getent passwd 1000 | cut -d: -f1); do
     sacctmgr -n list user format=user | grep -qw "$user" || sacctmgr -i add user "$user" account="$ACCOUNT" > /dev/null
   done
-  if [ "$changed" = 1 ]; then
-    for d in slurmd slurmctld; do alive "/run/$d.pid" && kill "$(cat "/run/$d.pid")"; done
-    sleep 1
-  fi
+  if [ "$changed" = 1 ]; then stop slurmd; stop slurmctld; fi
   alive /run/slurmctld.pid || slurmctld
   wait_for 30 slurmctld sh -c 'scontrol ping | grep -q UP'
   alive /run/slurmd.pid || slurmd
@@ -151,9 +157,8 @@ EOF
 down() {
   [ "$(id -u)" = 0 ] || die "needs root; run it with sudo"
   for d in slurmd slurmctld slurmdbd; do
-    alive "/run/$d.pid" && kill "$(cat "/run/$d.pid")" && log "stopped $d"
+    if alive "/run/$d.pid"; then stop "$d"; log "stopped $d"; fi
   done
-  return 0
 }
 
 case "${1:-}" in

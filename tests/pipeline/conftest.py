@@ -38,22 +38,31 @@ def run(cmd: list[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedPr
     return proc
 
 
-@pytest.fixture
-def repo_copy(tmp_path: Path) -> Path:
-    """Tracked + untracked-but-not-ignored files of the repo, in a new git repo with tiny params."""
+def copy_repo(dst: Path, params: dict | None = None) -> Path:
+    """Tracked + untracked-but-not-ignored files of the repo, in a new git repo at ``dst`` with the
+    tiny params (or ``params``); also used by tools/deploy.sh for its runs."""
     files = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT, capture_output=True,
         text=True, check=True,
     ).stdout.split()
-    dst = tmp_path / "repo"
     for rel in files:
         if (ROOT / rel).is_file():
             (dst / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / rel, dst / rel)
-    (dst / "params.yaml").write_text(yaml.safe_dump(tiny_params(), sort_keys=False))
+    (dst / "params.yaml").write_text(yaml.safe_dump(params or tiny_params(), sort_keys=False))
     for cmd in (["git", "init", "-q"], ["git", "add", "-A"]):
         subprocess.run(cmd, cwd=dst, check=True)
     subprocess.run(
         ["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "copy"], cwd=dst, check=True
     )
     return dst
+
+
+@pytest.fixture
+def repo_copy(tmp_path: Path) -> Path:
+    """Tracked + untracked-but-not-ignored files of the repo, in a new git repo with tiny params."""
+    return copy_repo(tmp_path / "repo")
+
+
+if __name__ == "__main__":  # python -m tests.pipeline.conftest DEST: a tiny copy for tools/deploy.sh
+    print(copy_repo(Path(sys.argv[1])))
