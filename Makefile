@@ -5,7 +5,8 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.stvm-installed
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: demo test venv lock lock-cuda clean-demo ablation benchmark calibrate paper paper-params gpu-check compare
+.PHONY: demo test venv lock lock-cuda clean-demo ablation benchmark calibrate paper paper-params gpu-check compare \
+        slurm-plugin slurm-up slurm-profile docker-base image sif deploy-check
 
 venv: $(STAMP)
 
@@ -20,6 +21,14 @@ $(STAMP): pyproject.toml requirements.lock docker/constraints.txt
 	$(PY) -m pip install --quiet --no-deps -e .
 	$(PY) -m compileall -q -j 0 $(VENV)/lib > /dev/null || true  # as pip: skip files for newer Pythons
 	touch $(STAMP)
+
+# The `slurm` extra (snakemake-executor-plugin-slurm, pinned in pyproject.toml) in the venv that runs
+# snakemake: tests/pipeline/test_slurm.py submits the tiny DAG with it (skipped where no SLURM runs).
+SLURM_STAMP := $(VENV)/.stvm-slurm
+$(SLURM_STAMP): $(STAMP) pyproject.toml
+	$(PY) -m pip install --quiet --no-compile -c requirements.lock -e '.[slurm]'
+	touch $(SLURM_STAMP)
+slurm-plugin: $(SLURM_STAMP)
 
 demo: $(STAMP)
 	dvc repro
@@ -64,8 +73,37 @@ ablation: $(STAMP)
 	dvc exp run -n synth_ablation
 	$(PY) -m stvm summary
 
-test: $(STAMP)
+test: $(STAMP) $(SLURM_STAMP)
 	$(PY) -m pytest -q
+
+# Deployment (README "Deploy"; tools/deploy.sh). `make slurm-up`: a one-node SLURM cluster with
+# accounting on this machine (root; tools/slurm_local.sh); `make slurm-profile`: the SLURM profile
+# fitted to it (build/slurm-local; `snakemake --profile build/slurm-local`).
+slurm-up:
+	tools/slurm_local.sh up
+slurm-profile: $(STAMP)
+	$(PY) tools/slurm_profile.py workflow/profiles/slurm/local.yaml --out build/slurm-local
+
+# `make image`: docker/Dockerfile as $(IMAGE), on its CUDA base; without a registry,
+# `make docker-base` (a debootstrapped Debian 12, root) and `make image BASE=stvm-base:bookworm`.
+# CA_CERTS: extra CA files pip must trust during the build (a TLS-inspecting proxy).
+# `make sif`: the built image as the Apptainer file the Snakefile's container defaults to.
+VERSION  := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+IMAGE    ?= stvm:$(VERSION)
+BASE     ?=
+CA_CERTS ?=
+SIF      ?= build/stvm.sif
+DEPLOY   := IMAGE="$(IMAGE)" BASE="$(BASE)" CA_CERTS="$(CA_CERTS)" SIF="$(SIF)" PYTHON="$(abspath $(PY))"
+docker-base:
+	tools/docker_base.sh
+image:
+	$(DEPLOY) tools/deploy.sh image
+sif:
+	$(DEPLOY) tools/deploy.sh sif
+# Builds the image, runs `dvc repro` in it, Snakemake through Apptainer, the tiny DAG through SLURM;
+# prints each step's wall time and result (build/deploy/deploy-check.txt).
+deploy-check: $(STAMP) $(SLURM_STAMP)
+	$(DEPLOY) tools/deploy.sh check
 
 # One prepared check of every CUDA path plus the paper-scale speed/memory figures (README "GPU check",
 # tools/gpu_check.py). Runs with the machine's own python/torch (no venv, no DVC/Snakemake needed):

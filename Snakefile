@@ -1,7 +1,8 @@
 # Snakemake view of the same DAG as dvc.yaml: each rule is one `python -m stvm <stage>` call.
-# Run in the project's container with `snakemake --cores 4 --use-singularity`.
+# Run in the project's container with `make sif` (the image of docker/Dockerfile as build/stvm.sif),
+# then `snakemake --cores 4 --use-singularity`; another image: --config container=docker://REGISTRY/stvm:TAG.
 configfile: "params.yaml"
-container: "docker://ghcr.io/stvm/stvm:0.1.0"  # docker/Dockerfile; used only with --use-singularity
+container: lookup(dpath="container", within=config, default="build/stvm.sif")  # used only with --use-singularity
 
 
 include: "workflow/rules/common.smk"

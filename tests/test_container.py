@@ -109,12 +109,15 @@ def test_lock_and_constraints_are_exact_disjoint_pins_of_the_makefile_venv():
     assert "-r requirements.lock" in makefile
 
 
-def test_base_image_is_an_exact_cuda_tag_matching_torchs_cuda():
-    (base,) = [a for w, a in instructions(DOCKERFILE.read_text()) if w == "FROM"]
-    m = re.fullmatch(r"nvidia/cuda:(\d+)\.(\d+)\.(\d+)-[a-z-]+-ubuntu\d\d\.\d\d(@sha256:[0-9a-f]{64})?", base)
-    assert m, f"base image not pinned to an exact CUDA tag: {base}"
+def test_base_image_is_a_build_argument_defaulting_to_an_exact_cuda_tag_matching_torchs_cuda():
+    instrs = instructions(DOCKERFILE.read_text())
+    (base,) = [a for w, a in instrs if w == "FROM"]
+    assert base == "${BASE}", base
+    (default,) = [a.split("=", 1)[1] for w, a in instrs[: instrs.index(("FROM", base))] if w == "ARG" and a.startswith("BASE=")]
+    m = re.fullmatch(r"nvidia/cuda:(\d+)\.(\d+)\.(\d+)-[a-z-]+-ubuntu\d\d\.\d\d(@sha256:[0-9a-f]{64})?", default)
+    assert m, f"base image not pinned to an exact CUDA tag: {default}"
     toolkit = pins(CONSTRAINTS)["cuda-toolkit"]  # the CUDA that torch's wheel pulls in
-    assert toolkit.split(".")[:2] == [m.group(1), m.group(2)], (base, toolkit)
+    assert toolkit.split(".")[:2] == [m.group(1), m.group(2)], (default, toolkit)
 
 
 def test_runs_as_non_root_with_the_checkout_data_and_results_as_a_volume():
@@ -137,9 +140,19 @@ def test_dockerignore_lets_in_exactly_what_the_image_copies():
     assert sources == allowed, f"copied but ignored: {sources - allowed}; allowed but unused: {allowed - sources}"
 
 
-def test_snakefile_container_is_this_versions_image():
+def test_snakefile_container_defaults_to_the_sif_make_sif_writes():
+    m = re.search(r'^container:\s*lookup\(dpath="container", within=config, default="([^"]+)"\)',
+                  (ROOT / "Snakefile").read_text(), re.M)
+    assert m, "the Snakefile's container is not the config key `container` with a default"
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.search(rf"^SIF\s*\?=\s*{re.escape(m.group(1))}$", makefile, re.M), "make sif writes another file"
+    assert "tools/deploy.sh sif" in makefile and "tools/deploy.sh image" in makefile
     version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
-    m = re.search(r'^container:\s*"docker://([^"]+)"', (ROOT / "Snakefile").read_text(), re.M)
-    assert m, "the Snakefile sets no global container"
-    assert m.group(1).endswith(f"/stvm:{version}")
     assert f'org.opencontainers.image.version="{version}"' in DOCKERFILE.read_text()
+
+
+def test_no_file_names_an_image_in_a_registry_nobody_pushed_to():
+    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    named = [f for f in files if (ROOT / f).is_file() and f != "tests/test_container.py"
+             and re.search(r"(ghcr\.io|docker\.io|quay\.io)/stvm", (ROOT / f).read_text(errors="replace"))]
+    assert not named, named

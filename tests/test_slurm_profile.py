@@ -44,3 +44,29 @@ def test_cpus_cover_the_paper_settings_workers():
         assert res["prepare"]["cpus_per_task"] >= s["prepare"]["workers"], path.name
         for rule in ("train_source", "adapt"):
             assert res[rule]["cpus_per_task"] >= s["common"]["num_workers"] + 1, (path.name, rule)
+
+
+def test_the_local_override_merges_into_a_cpu_profile_with_every_rule():
+    """workflow/profiles/slurm/local.yaml (the one-node cluster of tools/slurm_local.sh) changes
+    resources, never the rule list; merged, no rule asks for a GPU and all name the local partition."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("slurm_profile", ROOT / "tools/slurm_profile.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    override = yaml.safe_load((ROOT / "workflow/profiles/slurm/local.yaml").read_text())
+    assert set(override) - {"every-rule"} <= set(profile()) | {"slurm-init-seconds-before-status-checks"}
+    merged = mod.merged(profile(), override)
+    assert set(merged["set-resources"]) == snakefile_rules()
+    for rule, res in merged["set-resources"].items():
+        assert "gpu" not in res and res["slurm_partition"] == "local", rule
+        assert res["runtime"] == profile()["set-resources"][rule]["runtime"], rule  # the rest is the profile's
+
+
+def test_slurm_profile_tool_refuses_a_missing_override_in_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, str(ROOT / "tools/slurm_profile.py"), str(tmp_path / "nope.yaml"),
+                           "--out", str(tmp_path / "p")], capture_output=True, text=True)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and "nope.yaml" in proc.stderr
