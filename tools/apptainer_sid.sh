@@ -22,12 +22,15 @@ setup() {
   command -v debootstrap > /dev/null || die "'debootstrap' not found; install it with: apt-get install debootstrap"
   if [ -x "$SID/usr/bin/apptainer" ]; then echo "apptainer_sid.sh: $SID has $("$0" exec --version)"; return 0; fi
   mkdir -p "$SID"
-  debootstrap --variant=minbase sid "$SID" http://deb.debian.org/debian > /var/log/stvm-apptainer-sid.log 2>&1 \
-    || die "debootstrap sid failed (log: /var/log/stvm-apptainer-sid.log)"
+  if [ ! -x "$SID/usr/bin/apt-get" ]; then
+    debootstrap --variant=minbase sid "$SID" http://deb.debian.org/debian > /var/log/stvm-apptainer-sid.log 2>&1 \
+      || die "debootstrap sid failed (log: /var/log/stvm-apptainer-sid.log)"
+  fi
   cp /etc/resolv.conf "$SID/etc/resolv.conf"
   mount -t proc proc "$SID/proc"
   trap 'umount "$SID/proc"' EXIT
-  chroot "$SID" sh -c 'apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends apptainer squashfs-tools ca-certificates' \
+  # Check-Valid-Until off: a machine whose clock runs ahead sees sid's (daily) Release file as expired
+  chroot "$SID" sh -c 'apt-get -o Acquire::Check-Valid-Until=false update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends apptainer squashfs-tools ca-certificates' \
     >> /var/log/stvm-apptainer-sid.log 2>&1 || die "apt-get install apptainer in $SID failed (log: /var/log/stvm-apptainer-sid.log)"
   # no devpts mount inside containers (this machine's kernel refuses a new devpts instance)
   sed -i 's/^mount devpts = yes/mount devpts = no/' "$SID/etc/apptainer/apptainer.conf"
@@ -48,6 +51,11 @@ enter() {  # in a private mount namespace: bind the host paths, pivot_root into 
     [ -d "$d" ] || continue
     mkdir -p "$SID$d"
     mountpoint -q "$SID$d" || mount --rbind "$d" "$SID$d"
+  done
+  for d in /etc/passwd /etc/group /etc/hosts /etc/resolv.conf; do  # the host's users and names (apptainer reads them)
+    [ -f "$d" ] || continue
+    [ -e "$SID$d" ] || touch "$SID$d"
+    mount --bind "$d" "$SID$d"
   done
   cd "$SID"
   mkdir -p .oldroot

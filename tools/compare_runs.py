@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Check where a tiny run's stages ran and compare two runs' numbers (tools/deploy.sh).
 
-    python tools/compare_runs.py RUN [OTHER] --expect-container docker|apptainer|none
+    python tools/compare_runs.py RUN [OTHER] --expect-container docker|apptainer [--expect-python PATH]
 
-Every ``*_info.json`` under RUN/results must record the interpreter (``python``) and the expected
-``container`` (OTHER's: none). With OTHER, every ``results/eval/*/seed*/metrics.json`` and
+Every ``*_info.json`` under RUN/results must record the expected ``container`` and interpreter
+(``python``: the image's, PATH); OTHER's (a venv run on this machine) must record another python. With OTHER, every ``results/eval/*/seed*/metrics.json`` and
 ``results/summary/*.json`` is compared: equal, or the largest absolute difference is printed; the
 model weights are compared tensor by tensor. Exit 0 when the info files are as expected (numbers may
 differ: the difference is reported, not judged), 1 otherwise."""
@@ -55,24 +55,26 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("run", type=Path)
     ap.add_argument("other", type=Path, nargs="?")
-    ap.add_argument("--expect-container", required=True, choices=["docker", "apptainer", "none"])
+    ap.add_argument("--expect-container", required=True, choices=["docker", "apptainer"])
+    ap.add_argument("--expect-python", default="/opt/venv/bin/python", help="the image's interpreter")
     args = ap.parse_args()
-    want = None if args.expect_container == "none" else args.expect_container
+    want = args.expect_container
     ok = True
     found = infos(args.run)
     if not found:
         print(f"compare_runs: no *_info.json under {args.run}/results", file=sys.stderr)
         return 1
     for name, info in found.items():
-        if info.get("container") != want or not info.get("python"):
-            print(f"{name}: container={info.get('container')!r} python={info.get('python')!r}; expected container={want!r}")
+        if info.get("container") != want or info.get("python") != args.expect_python:
+            print(f"{name}: container={info.get('container')!r} python={info.get('python')!r}; "
+                  f"expected {want!r} and {args.expect_python}")
             ok = False
     pythons = sorted({i.get("python") for i in found.values()})
     print(f"{len(found)} stage info files: container={want}, python={', '.join(map(str, pythons))}")
     if args.other:
-        for name, info in infos(args.other).items():
-            if info.get("container") is not None:
-                print(f"{args.other}/{name}: container={info.get('container')!r}; expected none")
+        for name, info in infos(args.other).items():  # (this machine may itself be a container)
+            if info.get("python") in (None, args.expect_python):
+                print(f"{args.other}/{name}: python={info.get('python')!r}; expected the venv's")
                 ok = False
         a, b = numbers(args.run), numbers(args.other)
         if a.keys() != b.keys():
