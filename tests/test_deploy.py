@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -59,8 +60,16 @@ def test_slurm_local_status_is_one_line_and_exit_1_without_a_cluster(tmp_path):
 
 
 def test_slurm_local_up_needs_root():
-    cmd = ["bash", "tools/slurm_local.sh", "up"]
-    if os.getuid() == 0:  # as root `up` would start the daemons: try it as an unprivileged user instead
-        cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *cmd]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    script = ROOT / "tools/slurm_local.sh"
+    cmd, cwd = ["bash", str(script), "up"], ROOT
+    if os.getuid() == 0:  # as root `up` would start the daemons: try it as an unprivileged user instead,
+        cwd = Path(tempfile.mkdtemp())  # from a copy that user can read (the checkout may lie under /root)
+        cwd.chmod(0o755)
+        shutil.copy(script, cwd / "slurm_local.sh")
+        cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "bash", "slurm_local.sh", "up"]
+    try:
+        proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    finally:
+        if cwd != ROOT:
+            shutil.rmtree(cwd)
     assert proc.returncode == 2 and proc.stderr.strip().endswith("run it with sudo") and "needs root" in proc.stderr, proc
