@@ -78,7 +78,7 @@ do_container() {  # dvc repro of the tiny params in the image and in the venv; c
   (cd "$WORK/venv" && PATH=$BIN:$PATH dvc repro report > "$WORK/venv.log" 2>&1) || { tail -20 "$WORK/venv.log"; return 1; }
   local owner; owner=$(find "$WORK/container/results" ! -user "$(id -u)" | head -1)
   [ -z "$owner" ] || { echo "deploy.sh: $owner is not owned by uid $(id -u)"; return 1; }
-  "$PYTHON" tools/compare_runs.py "$WORK/venv" "$WORK/container" --expect-container docker
+  "$PYTHON" tools/compare_runs.py "$WORK/container" "$WORK/venv" --expect-container docker
 }
 
 do_apptainer() {  # snakemake --use-singularity of the tiny params, every rule in the SIF
