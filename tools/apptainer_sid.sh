@@ -20,7 +20,7 @@ die() { echo "apptainer_sid.sh: $*" >&2; exit 2; }
 setup() {
   [ "$(id -u)" = 0 ] || die "setup needs root (debootstrap); run it with sudo"
   command -v debootstrap > /dev/null || die "'debootstrap' not found; install it with: apt-get install debootstrap"
-  if [ -x "$SID/usr/bin/apptainer" ]; then echo "apptainer_sid.sh: $SID has $("$0" exec --version)"; return 0; fi
+  if [ -x "$SID/usr/bin/apptainer" ] && [ -x "$SID/usr/bin/squashfuse_ll" ]; then chmod 666 /dev/fuse 2> /dev/null || true; echo "apptainer_sid.sh: $SID has $("$0" exec --version)"; return 0; fi
   mkdir -p "$SID"
   if [ ! -x "$SID/usr/bin/apt-get" ]; then
     debootstrap --variant=minbase sid "$SID" http://deb.debian.org/debian > /var/log/stvm-apptainer-sid.log 2>&1 \
@@ -30,12 +30,15 @@ setup() {
   mount -t proc proc "$SID/proc"
   trap 'umount "$SID/proc"' EXIT
   # Check-Valid-Until off: a machine whose clock runs ahead sees sid's (daily) Release file as expired
-  chroot "$SID" sh -c 'apt-get -o Acquire::Check-Valid-Until=false update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends apptainer squashfs-tools ca-certificates' \
+  chroot "$SID" sh -c 'apt-get -o Acquire::Check-Valid-Until=false update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends apptainer squashfs-tools squashfuse fuse2fs ca-certificates' \
     >> /var/log/stvm-apptainer-sid.log 2>&1 || die "apt-get install apptainer in $SID failed (log: /var/log/stvm-apptainer-sid.log)"
   # no devpts mount inside containers (this machine's kernel refuses a new devpts instance)
   sed -i 's/^mount devpts = yes/mount devpts = no/' "$SID/etc/apptainer/apptainer.conf"
   grep -q '^mount devpts = no' "$SID/etc/apptainer/apptainer.conf" || echo 'mount devpts = no' >> "$SID/etc/apptainer/apptainer.conf"
   rm -rf "$SID"/var/cache/apt/archives/*.deb
+  # Unprivileged apptainer mounts a SIF with squashfuse (else it unpacks the whole image for every
+  # run); /dev/fuse must be usable by users, its usual mode (udev's), which a machine without udev lacks.
+  chmod 666 /dev/fuse 2> /dev/null || true
   echo "apptainer_sid.sh: $SID ready"
 }
 
@@ -64,7 +67,7 @@ enter() {  # in a private mount namespace: bind the host paths, pivot_root into 
   cd "$cwd"
   export APPTAINER_TMPDIR=$SCRATCH/tmp APPTAINER_CACHEDIR=$SCRATCH/cache HOME=$SCRATCH
   exec setpriv --reuid="$uid" --regid="$gid" --clear-groups \
-    sh -c 'mkdir -p "$APPTAINER_TMPDIR" "$APPTAINER_CACHEDIR" && exec apptainer "$@"' apptainer "$@"
+    sh -c 'mkdir -p "$APPTAINER_TMPDIR" "$APPTAINER_CACHEDIR" && exec /usr/bin/apptainer "$@"' apptainer "$@"
 }
 
 case "${1:-}" in
