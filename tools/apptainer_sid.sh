@@ -30,7 +30,7 @@ setup() {
   mount -t proc proc "$SID/proc"
   trap 'umount "$SID/proc"' EXIT
   # Check-Valid-Until off: a machine whose clock runs ahead sees sid's (daily) Release file as expired
-  chroot "$SID" sh -c 'apt-get -o Acquire::Check-Valid-Until=false update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends apptainer squashfs-tools squashfuse fuse2fs ca-certificates' \
+  chroot "$SID" sh -c 'apt-get -o Acquire::Check-Valid-Until=false update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends apptainer squashfs-tools squashfuse fuse2fs fuse3 ca-certificates' \
     >> /var/log/stvm-apptainer-sid.log 2>&1 || die "apt-get install apptainer in $SID failed (log: /var/log/stvm-apptainer-sid.log)"
   # no devpts mount inside containers (this machine's kernel refuses a new devpts instance)
   sed -i 's/^mount devpts = yes/mount devpts = no/' "$SID/etc/apptainer/apptainer.conf"

@@ -58,6 +58,10 @@ do_sif() {
   need_docker
   local app; app=$(apptainer_cmd) || exit 2
   docker image inspect "$IMAGE" > /dev/null 2>&1 || die "no image $IMAGE: build it with make image"
+  local id; id=$(docker image inspect -f '{{.Id}}' "$IMAGE")
+  if [ -f "$SIF" ] && [ "$(cat "$SIF.image-id" 2> /dev/null)" = "$id" ]; then
+    echo "deploy.sh: $SIF is up to date with $IMAGE ($id)"; return 0
+  fi
   mkdir -p "$(dirname "$SIF")" build/tmp
   local tar; tar=$(mktemp -p build/tmp image.XXXXXX.tar)
   docker save -o "$tar" "$IMAGE" || return 1
@@ -65,7 +69,7 @@ do_sif() {
   "$app" build --force "$SIF" "docker-archive://$ROOT/$tar"
   local rc=$?
   rm -f "$tar"
-  [ $rc = 0 ] && echo "deploy.sh: wrote $SIF ($(du -h "$SIF" | cut -f1))"
+  [ $rc = 0 ] && echo "$id" > "$SIF.image-id" && echo "deploy.sh: wrote $SIF ($(du -h "$SIF" | cut -f1))"
   return $rc
 }
 
@@ -88,7 +92,9 @@ do_apptainer() {  # snakemake --use-singularity of the tiny params, every rule i
   tiny_copy "$WORK/apptainer"
   mkdir -p "$WORK/apptainer/build"; ln -sf "$(readlink -f "$SIF")" "$WORK/apptainer/build/stvm.sif"
   chown -R 1000:1000 "$WORK/apptainer" 2> /dev/null || true  # the wrapper runs apptainer as the copy's owner
-  (cd "$WORK/apptainer" && umask 000 && PATH=$(dirname "$app"):$BIN:$PATH \
+  # Snakemake binds its source cache (under XDG_CACHE_HOME) into every container: one that user can read
+  mkdir -p "$WORK/xdg-cache"; chmod 1777 "$WORK/xdg-cache"
+  (cd "$WORK/apptainer" && umask 000 && export XDG_CACHE_HOME=$WORK/xdg-cache && PATH=$(dirname "$app"):$BIN:$PATH \
     snakemake --cores 2 --use-singularity > "$WORK/apptainer.log" 2>&1) \
     || { tail -30 "$WORK/apptainer.log"; return 1; }
   "$PYTHON" tools/compare_runs.py "$WORK/apptainer" --expect-container apptainer
