@@ -23,13 +23,14 @@ from stvm.io import atomic_path
 
 DEFAULT = Path("params.yaml")
 OVERRIDES = Path(".snakemake/stvm")
+WORKFLOW_ONLY = ("container",)  # read by the Snakefile itself (--config container=...), not a stage parameter
 
 
 def params_file(config: dict[str, Any], default: Path = DEFAULT) -> str:
     """``default`` when ``config`` holds its values, else a validated copy of ``config`` (content-addressed,
     so equal overrides share a file and a changed one gets a new name)."""
     on_disk = yaml.safe_load(default.read_text()) if default.is_file() else {}
-    config = typed(config, on_disk)
+    config = typed({k: v for k, v in config.items() if k not in WORKFLOW_ONLY}, on_disk)
     if config == on_disk:
         load_params(default)  # the file itself is validated by the commands too; fail at parse time here
         return str(default)
