@@ -29,13 +29,14 @@ from stvm.config import Params
 from stvm.errors import StvmError
 from stvm.io import atomic_path, read_json, write_json
 from stvm.models.deeplab import feature_side, scaled_dilations
+from stvm.variants import VARIANTS
 
 PHASES = ("geometry", "shift", "curves", "table")
 RATIO_RANGE = (0.45, 0.65)  # Source on the target as a share of the Oracle (GTA5 -> Cityscapes: about 0.55)
 ADABN_SHARE_MAX = 0.25  # AdaBN closes at most this share of the Source -> Oracle gap
 SOURCE_MIOU_MIN, CLASS_IOU_MIN = 50.0, 10.0  # a source model that knows every class
 FIRST_SHIFT, MAX_PROBES = 0.5, 6  # bisection of synth.shift in (0, 1]
-CURVE_VARIANTS = ("ST_MT", "STvM_Raw", "STvM")
+CURVE_VARIANTS = tuple(n for n, v in VARIANTS.items() if v.mean_teacher)  # the mean-teacher variants
 CURVE_LENGTH, CURVE_POINTS = 4, 8  # curves run 4x adapt.iterations (500 -> 2000), with 8 points
 # the paper's IV-B learning rates, for one STvM curve beside the benchmark's 10x ones
 PAPER_LR = ("adapt.lr=2.5e-4", "adapt.lr_head=2.5e-3", "adapt.lr_metric=3.0e-4")
