@@ -171,7 +171,8 @@ def per_class(root: Path) -> str:
 # --- the driver ------------------------------------------------------------------------------------
 
 
-def run_benchmark(p: Params, params: Path, out: Path, phase: str, budget: int | None, quiet: bool) -> int:
+def run_benchmark(p: Params, params: Path, out: Path, phase: str, budget: int | None, quiet: bool,
+                  jobs: int = 1) -> int:
     """`stvm benchmark`: one phase or all in order (the table only with a budget); exit status."""
     if budget is not None and budget < 1:
         raise StvmError(None, f"--budget: expected iterations >= 1, got {budget}")
@@ -180,7 +181,7 @@ def run_benchmark(p: Params, params: Path, out: Path, phase: str, budget: int | 
     todo = [ph for ph in PHASES if ph != "table" or budget is not None] if phase == "all" else [phase]
     spent: dict[str, float] = {}
     for ph in todo:
-        if not run_phase(ph, p, out, params, quiet, budget, spent):
+        if not run_phase(ph, p, out, params, quiet, budget, spent, jobs):
             print(timing_table(spent, out))
             print(f"stvm benchmark: {out}: phase {ph}: a property of the benchmark does not hold (FAIL above); "
                   "no later phase was run", file=sys.stderr)
@@ -207,12 +208,12 @@ def frozen_shift(out: Path) -> float:
     return float(read_json(path)["shift"])
 
 
-def phase_shift(p: Params, out: Path, params: Path, quiet: bool, spent: dict[str, float]) -> bool:
+def phase_shift(p: Params, out: Path, params: Path, quiet: bool, spent: dict[str, float], jobs: int = 1) -> bool:
     """Bisect synth.shift on Source, AdaBN and Oracle only; freeze the first probe that passes."""
     history: list[dict[str, float]] = []
     shift: float | None = FIRST_SHIFT
     while shift is not None and len(history) < MAX_PROBES:
-        add(spent, run(probe_steps(p, out, shift), params, quiet))
+        add(spent, run(probe_steps(p, out, shift), params, quiet, jobs))
         history.append(probe(out, shift, p.source_seed))
         shift = next_shift(history)
     emit(out, "shift.md", shift_table(history))
@@ -224,26 +225,26 @@ def phase_shift(p: Params, out: Path, params: Path, quiet: bool, spent: dict[str
 
 
 def run_phase(phase: str, p: Params, out: Path, params: Path, quiet: bool, budget: int | None,
-              spent: dict[str, float]) -> bool:
+              spent: dict[str, float], jobs: int = 1) -> bool:
     """Run one phase to its end and print its tables; False when a property it checks fails."""
     if phase == "geometry":
-        add(spent, run(geometry_steps(p, out), params, quiet))
+        add(spent, run(geometry_steps(p, out), params, quiet, jobs))
         emit(out, "geometry.md", geometry_table(p, out))
         text, ok = source_table(out / "geometry" / "both", p.source_seed)
         emit(out, "source_model.md", text)
         return ok
     if phase == "shift":
-        return phase_shift(p, out, params, quiet, spent)
+        return phase_shift(p, out, params, quiet, spent, jobs)
     shift = frozen_shift(out)
     if phase == "curves":
-        add(spent, run(curve_steps(p, out, shift), params, quiet))
+        add(spent, run(curve_steps(p, out, shift), params, quiet, jobs))
         emit(out, "curves.md", curves_table(out / "curves"))
         write_curve_figure(out / "curves")
         return True
     if budget is None:
         raise StvmError(None, "--phase table needs --budget N (iterations, fixed in advance from the curves)")
     recorded(out / "table" / "budget.json", {"iterations": budget}, "the table's budget")
-    add(spent, run(table_steps(p, out, shift, budget), params, quiet))
+    add(spent, run(table_steps(p, out, shift, budget), params, quiet, jobs))
     emit(out, "table4.md", table4(out / "table"))
     emit(out, "table4_per_class.md", per_class(out / "table"))
     return True

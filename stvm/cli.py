@@ -188,7 +188,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 
     if args.overrides:
         raise StvmError(args.params, "stvm benchmark takes no --set: its steps read the params file as a whole")
-    return run_benchmark(_params(args), args.params, args.out, args.phase, args.budget, args.quiet)
+    return run_benchmark(_params(args), args.params, args.out, args.phase, args.budget, args.quiet, args.jobs)
 
 
 def cmd_report(args: argparse.Namespace) -> int:

@@ -81,6 +81,8 @@ def build_parser(handlers: Mapping[str, Callable[[argparse.Namespace], int]], de
                     help="one phase, or all in order (the table only with --budget)")
     sp.add_argument("--budget", type=number("adapt", "iterations"), help="Table IV's adaptation iterations, the same for every variant "
                     "(fix it in advance from the curves)")
+    sp.add_argument("--jobs", type=number(int, lo=1, hi=64), default=1, help="steps run at once, each with common.threads "
+                    "threads (default 1; the results do not depend on it)")
 
     sp = stage("synth", "Write the built-in synthetic benchmark (GTA5-format source, Cityscapes-format target).")
     sp.add_argument("--out", type=Path, required=True, help="output root (writes OUT/source and OUT/target)")

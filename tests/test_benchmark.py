@@ -85,20 +85,38 @@ def test_the_shift_bisection() -> None:
     assert not phases.passes(_probe(0.5, 0.44, 0.1))
 
 
-def _fake_subprocess(monkeypatch, fail: str | None = None) -> list[list[str]]:
+class _FakeProc:
+    """A finished stage process: writes the step's outputs on start, as the real stages do on success."""
+
+    def __init__(self, argv, rc: int) -> None:
+        self.argv, self.returncode, self.terminated = argv, rc, False
+
+    def poll(self) -> int:
+        return self.returncode
+
+    def wait(self) -> int:
+        return self.returncode
+
+    def terminate(self) -> None:
+        self.terminated = True
+
+
+def _fake_subprocess(monkeypatch, fail: str | None = None, log: list | None = None) -> list[list[str]]:
     calls: list[list[str]] = []
 
     def fake(argv, **_kw):
         calls.append(argv)
+        if log is not None:
+            log.append([Path(a) for a in argv if a.startswith("/")])
         if fail is not None and fail in argv:
-            return subprocess.CompletedProcess(argv, 3)
+            return _FakeProc(argv, 3)
         out = Path(argv[argv.index("--out") + 1])
         out.mkdir(parents=True, exist_ok=True)
         for name in ("metrics.json", "model.pt", "synth.json", "manifest.json"):
             (out / name).write_text("{}")
-        return subprocess.CompletedProcess(argv, 0)
+        return _FakeProc(argv, 0)
 
-    monkeypatch.setattr(benchmark.subprocess, "run", fake)
+    monkeypatch.setattr(benchmark.subprocess, "Popen", fake)
     return calls
 
 
@@ -118,6 +136,53 @@ def test_a_failed_step_names_itself(params, tmp_path: Path, monkeypatch) -> None
     _fake_subprocess(monkeypatch, fail="adapt")
     with pytest.raises(StvmError, match="step 'adapt .* seed 0' failed"):
         benchmark.run(steps, Path("p.yaml"))
+
+
+def test_steps_wait_for_the_steps_they_read(params, tmp_path: Path) -> None:
+    steps = benchmark.geometry_steps(params, tmp_path)
+    deps = benchmark.needs(steps)
+    names = [st.name for st in steps]
+    at = names.index
+    assert deps[at("prepare target shift 0.5")] == {at("synth shift 0.5")}
+    assert deps[at("train source (both)")] == {at("prepare source")}
+    assert deps[at("target val (old)")] == {at("train source (old)"), at("prepare target shift 0.5")}
+    assert at("train source (old)") not in deps[at("train source (crop)")]  # independent: may run at once
+
+
+def test_parallel_steps_start_only_after_their_inputs(params, tmp_path: Path, monkeypatch) -> None:
+    steps = benchmark.geometry_steps(params, tmp_path)
+    log: list = []
+    calls = _fake_subprocess(monkeypatch, log=log)
+    benchmark.run(steps, Path("p.yaml"), quiet=True, jobs=2)
+    assert len(calls) == len(steps)
+    started = [next(st for st in steps if list(st.argv) == c[3:3 + len(st.argv)]) for c in calls]
+    deps = benchmark.needs(steps)
+    for k, st in enumerate(started):  # every step it reads was started (and, fake, finished) before it
+        assert {steps[j].name for j in deps[steps.index(st)]} <= {s.name for s in started[:k]}
+
+
+def test_a_failed_parallel_step_stops_the_others(params, tmp_path: Path, monkeypatch) -> None:
+    steps = benchmark.geometry_steps(params, tmp_path)
+    procs: list = []
+
+    def fake(argv, **_kw):
+        old = {"train_source.head_dilations=[]", "train_source.crop=32"} <= set(argv)  # the old geometry's training
+        proc = _FakeProc(argv, 3 if old else None)
+        procs.append(proc)
+        if proc.returncode is None:  # data steps finish; the others keep running
+            done = "synth" in argv or "prepare" in argv
+            proc.returncode = 0 if done else None
+            if done:
+                out = Path(argv[argv.index("--out") + 1])
+                out.mkdir(parents=True, exist_ok=True)
+                (out / ("synth.json" if "synth" in argv else "manifest.json")).write_text("{}")
+        return proc
+
+    monkeypatch.setattr(benchmark.subprocess, "Popen", fake)
+    with pytest.raises(StvmError, match="failed"):
+        benchmark.run(steps, Path("p.yaml"), jobs=2)
+    running = [p for p in procs if p.returncode is None]
+    assert running and all(p.terminated for p in running)
 
 
 def _eval(folder: Path, miou: float, ious: list[float], present: list[bool]) -> None:
