@@ -192,7 +192,7 @@ def levels(p: Params, out: Path, shift: float, root: Path) -> list[Step]:
 def table_steps(p: Params, out: Path, shift: float, budget: int) -> list[Step]:
     """Phase table: every self-trained variant and seed at ``budget`` iterations, and the three levels."""
     target, root = shift_dir(out, shift) / "prepared/target", out / "table"
-    trained = [v for v in p.variants if v != "AdaBN"]
+    trained = p.variants  # self-trained only (AdaBN, the reference, is refused there)
     steps = [st for v in trained for seed in p.seeds
              for st in adapt("table", v, seed, source_model(out, p), target, root, "", (f"adapt.iterations={budget}",))]
     return steps + levels(p, out, shift, root)

@@ -318,6 +318,9 @@ def params_from_dict(raw: Any) -> Params:
     for v in out.get("variants", []):
         if v not in VARIANTS:
             raise StvmError(None, f"variants: unknown variant {show(v)} (known: {', '.join(VARIANTS)})")
+        if not VARIANTS[v].trains:  # seed-independent: the DAG runs it once, as the Source model
+            raise StvmError(None, f"variants: {v} is the reference run, made once by its own stage; list only "
+                                  "the self-trained variants")
     for i, seed in enumerate(out.get("seeds", [])):
         check_seed(seed, f"seeds[{i}]")
     return Params(**out)

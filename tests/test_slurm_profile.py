@@ -10,7 +10,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILE = ROOT / "workflow/profiles/slurm/config.yaml"
-GPU_RULES = {"train_source", "adapt", "evaluate", "evaluate_source"}
+GPU_RULES = {"train_source", "adapt", "adabn", "evaluate", "evaluate_reference"}
 
 
 def snakefile_rules() -> set[str]:

@@ -40,3 +40,18 @@ def test_stage_names_match_rule_names(repo_copy):
         stages = {s.name.split("@")[0] for s in r.index.stages}
     rules = set(re.findall(r"^rule (\w+):", "\n".join(p.read_text() for p in (repo_copy / "workflow/rules").glob("*.smk")), re.M))
     assert stages == rules - {"all"}
+
+
+def test_adabn_is_made_once_whatever_the_seeds(tmp_path):
+    """AdaBN depends on no seed: one adapt and one evaluate command for it, at source_seed, in both DAGs
+    (it used to run once per adaptation seed: identical stages)."""
+    from tests.pipeline.conftest import copy_repo, tiny_params
+
+    params = tiny_params() | {"seeds": [0, 1, 2], "source_seed": 1}
+    repo = copy_repo(tmp_path / "repo", params)
+    for cmds in (dvc_commands(repo), snakemake_commands(repo)):
+        adabn = sorted(c for c in cmds if "AdaBN" in c)
+        assert len(adabn) == 2, adabn
+        assert "--variant AdaBN --seed 1 " in adabn[0] and "--out results/models/AdaBN/seed1 " in adabn[0]
+        assert "--model results/models/AdaBN/seed1/model.pt" in adabn[1]
+        assert sum("--variant STvM " in c for c in cmds) == 3  # the self-trained ones: one per seed

@@ -59,3 +59,65 @@ rule adapt:
         " --source-model {input.source_model}"
         " --target-images {input.target_images}"
         " --out results/models/{wildcards.variant}/seed{wildcards.seed} --params {params.params_file} 2> {log}"
+
+
+# AdaBN, the reference: the source model with BN statistics re-estimated on the target train images
+# and no step; it does not depend on the adaptation seed, so the DAG makes it once, at source_seed.
+rule adabn:
+    input:
+        source_model=SOURCE_MODEL,
+        target_images="data/prepared/target/train/images",
+        code=[
+            "stvm/__init__.py",
+            "stvm/__main__.py",
+            "stvm/adapt/__init__.py",
+            "stvm/adapt/augment.py",
+            "stvm/adapt/batchnorm.py",
+            "stvm/adapt/classmix.py",
+            "stvm/adapt/dist.py",
+            "stvm/adapt/loop.py",
+            "stvm/adapt/losses.py",
+            "stvm/adapt/metric.py",
+            "stvm/adapt/step.py",
+            "stvm/adapt/teacher.py",
+            "stvm/cli.py",
+            "stvm/cli_parser.py",
+            "stvm/compat.py",
+            "stvm/config.py",
+            "stvm/data/__init__.py",
+            "stvm/data/datasets.py",
+            "stvm/data/images.py",
+            "stvm/data/labels.py",
+            "stvm/digest.py",
+            "stvm/errors.py",
+            "stvm/io.py",
+            "stvm/limits.py",
+            "stvm/loops.py",
+            "stvm/models/__init__.py",
+            "stvm/models/deeplab.py",
+            "stvm/models/weights.py",
+            "stvm/overrides.py",
+            "stvm/plots.py",
+            "stvm/progress.py",
+            "stvm/runtime.py",
+            "stvm/threads.py",
+            "stvm/variants.py",
+            "stvm/yamlsafe.py",
+        ],
+    output:
+        "results/models/AdaBN/seed{seed}/model.pt",
+        "results/models/AdaBN/seed{seed}/adapt_metrics.json",
+        "results/models/AdaBN/seed{seed}/adapt_info.json",
+        "results/models/AdaBN/seed{seed}/plots/adapt.csv",
+    threads: config["common"]["threads"]
+    params:
+        params_file=PARAMS,
+        device=config["common"]["device"],
+        adapt=config["adapt"],
+    log:
+        "logs/adapt_AdaBN_seed{seed}.log",
+    shell:
+        "python -m stvm adapt --variant AdaBN --seed {wildcards.seed}"
+        " --source-model {input.source_model}"
+        " --target-images {input.target_images}"
+        " --out results/models/AdaBN/seed{wildcards.seed} --params {params.params_file} 2> {log}"

@@ -1,7 +1,8 @@
 # Target labels are read here and nowhere else.
-rule evaluate_source:
+# The reference runs (REFERENCE_RUNS), one model each.
+rule evaluate_reference:
     input:
-        model="results/models/Source/seed{seed}/model.pt",
+        model="results/models/{run}/seed{seed}/model.pt",
         images="data/prepared/target/val/images",
         labels="data/prepared/target/val/labels",
         code=[
@@ -43,23 +44,24 @@ rule evaluate_source:
             "stvm/yamlsafe.py",
         ],
     output:
-        "results/eval/Source/seed{seed}/metrics.json",
-        "results/eval/Source/seed{seed}/confusion.json",
-        "results/eval/Source/seed{seed}/scores.json",
-        "results/eval/Source/seed{seed}/eval_info.json",
-        directory("results/eval/Source/seed{seed}/maps"),
+        "results/eval/{run}/seed{seed}/metrics.json",
+        "results/eval/{run}/seed{seed}/confusion.json",
+        "results/eval/{run}/seed{seed}/scores.json",
+        "results/eval/{run}/seed{seed}/eval_info.json",
+        directory("results/eval/{run}/seed{seed}/maps"),
+    wildcard_constraints:
+        run="|".join(REFERENCE_RUNS),
     threads: config["common"]["threads"]
     params:
         params_file=PARAMS,
         device=config["common"]["device"],
-        size=[config["prepare"]["width"], config["prepare"]["height"]],
         evaluate=config["evaluate"],
     log:
-        "logs/evaluate_Source_seed{seed}.log",
+        "logs/evaluate_{run}_seed{seed}.log",
     shell:
         "python -m stvm evaluate --model {input.model}"
         " --images {input.images} --labels {input.labels}"
-        " --out results/eval/Source/seed{wildcards.seed} --params {params.params_file} 2> {log}"
+        " --out results/eval/{wildcards.run}/seed{wildcards.seed} --params {params.params_file} 2> {log}"
 
 
 rule evaluate:
@@ -117,7 +119,6 @@ rule evaluate:
     params:
         params_file=PARAMS,
         device=config["common"]["device"],
-        size=[config["prepare"]["width"], config["prepare"]["height"]],
         evaluate=config["evaluate"],
     log:
         "logs/evaluate_{variant}_seed{seed}.log",

@@ -12,9 +12,10 @@ rule report:
             name=["metrics", "confusion", "scores", "eval_info"],
         ),
         maps=expand("results/eval/{run}/seed{seed}/maps", run=config["variants"], seed=config["seeds"]),
-        source_maps=expand("results/eval/Source/seed{seed}/maps", seed=[config["source_seed"]]),
-        source_evals=expand(
-            "results/eval/Source/seed{seed}/{name}.json",
+        reference_maps=expand("results/eval/{run}/seed{seed}/maps", run=REFERENCE_RUNS, seed=[config["source_seed"]]),
+        reference_evals=expand(
+            "results/eval/{run}/seed{seed}/{name}.json",
+            run=REFERENCE_RUNS,
             seed=[config["source_seed"]],
             name=["metrics", "confusion", "scores", "eval_info"],
         ),
@@ -28,6 +29,11 @@ rule report:
             variant=config["variants"],
             seed=config["seeds"],
             name=["adapt_metrics.json", "adapt_info.json", "plots/adapt.csv"],
+        ),
+        adabn=expand(
+            "results/models/AdaBN/seed{seed}/{name}",
+            seed=[config["source_seed"]],
+            name=["adapt_metrics.json", "adapt_info.json"],
         ),
         manifests=expand("data/prepared/{role}/manifest.json", role=["source", "target"]),
         val_images="data/prepared/target/val/images",

@@ -2,7 +2,7 @@
 rule summary:
     input:
         evals=expand("results/eval/{run}/seed{seed}/metrics.json", run=config["variants"], seed=config["seeds"]),
-        source_eval=expand("results/eval/Source/seed{seed}/metrics.json", seed=[config["source_seed"]]),
+        reference_evals=expand("results/eval/{run}/seed{seed}/metrics.json", run=REFERENCE_RUNS, seed=[config["source_seed"]]),
         code=[
             "stvm/__init__.py",
             "stvm/__main__.py",
