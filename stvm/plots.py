@@ -1,8 +1,14 @@
-"""CSV plot files in dvclive's layout (``dvc plots show`` reads them), resumable.
+"""Training curves as files DVC draws, resumable: one CSV of every column (``plots/adapt.csv``,
+which the report and a resume read) and, derived from the same rows at each write, dvclive's layout
+of one TSV per column (``plots/adapt/<column>.tsv``: iteration and the value), which ``dvc plots
+show`` / ``dvc plots diff`` draw as one curve per column when a stage declares the folder a plot.
 
-Each write rewrites the whole file atomically. On resume the rows past the checkpoint's iteration
-are dropped, so the plot of a resumed run equals the uninterrupted one. Nothing is written before
-the first row (or ``finish``), so a run that fails early leaves no header-only file behind.
+Why not dvclive itself: it would be a second writer of the same numbers with its own resume rules
+(ours drops the rows past the checkpoint, so a resumed run's files equal an uninterrupted run's),
+and one more package in the image; its file layout is all DVC needs, and is what this writes.
+
+Each write rewrites the files atomically. Nothing is written before the first row (or ``finish``),
+so a run that fails early leaves no header-only file behind.
 """
 
 from __future__ import annotations
@@ -40,3 +46,10 @@ class PlotWriter:
         writer.writerows(self.rows)
         with atomic_path(self.path) as tmp:
             tmp.write_text(buf.getvalue())
+        folder = self.path.with_suffix("")
+        folder.mkdir(parents=True, exist_ok=True)
+        x = self.columns[0]
+        for col in self.columns[1:]:
+            text = "".join(f"{r[x]}\t{r[col]}\n" for r in self.rows)
+            with atomic_path(folder / f"{col}.tsv") as tmp:
+                tmp.write_text(f"{x}\t{col}\n{text}")

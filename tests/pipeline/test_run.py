@@ -7,6 +7,7 @@ import json
 import pytest
 import yaml
 
+from stvm.adapt.loop import PLOT_COLUMNS
 from tests.pipeline.conftest import run
 
 pytestmark = pytest.mark.pipeline
@@ -34,6 +35,12 @@ def test_dvc_repro_runs_the_whole_chain_and_is_reproducible(repo_copy):
     table = run(["dvc", "metrics", "show"], repo_copy).stdout
     assert max(map(len, table.splitlines())) <= 200, table  # readable: numbers only, one row per file
     assert "results/summary/Source.json" in table and "miou_mean" in table
+    plots = json.loads(run(["dvc", "plots", "show", "--json"], repo_copy).stdout)["data"]
+    drawn = {k for k, v in plots.items() if v and v[0]["content"]["data"]["values"]}  # a curve with points
+    for col in PLOT_COLUMNS[1:]:  # every logged column of every self-trained run, and the source loss
+        assert f"results/models/STvM/seed0/plots/adapt/{col}.tsv" in drawn, (col, sorted(plots))
+    assert "results/models/Source/seed0/plots/train/loss.tsv" in drawn
+    assert not [line for line in shown_progress.splitlines() if "WARNING" in line and "stvm" in line]
     manifest = json.loads((repo_copy / "data/prepared/source/manifest.json").read_text())
     assert manifest["splits"]["train"]["count"] == 7 and manifest["splits"]["val"]["count"] == 3
     lock = output_hashes(repo_copy)

@@ -45,6 +45,7 @@ rule adapt:
         "results/models/{variant}/seed{seed}/adapt_metrics.json",
         "results/models/{variant}/seed{seed}/adapt_info.json",
         "results/models/{variant}/seed{seed}/plots/adapt.csv",
+        directory("results/models/{variant}/seed{seed}/plots/adapt"),
     wildcard_constraints:
         variant=VARIANT_PATTERN,
     threads: config["common"]["threads"]
@@ -109,6 +110,7 @@ rule adabn:
         "results/models/AdaBN/seed{seed}/adapt_metrics.json",
         "results/models/AdaBN/seed{seed}/adapt_info.json",
         "results/models/AdaBN/seed{seed}/plots/adapt.csv",
+        directory("results/models/AdaBN/seed{seed}/plots/adapt"),
     threads: config["common"]["threads"]
     params:
         params_file=PARAMS,

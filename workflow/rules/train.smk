@@ -35,6 +35,7 @@ rule train_source:
         "results/models/Source/seed{seed}/train_metrics.json",
         "results/models/Source/seed{seed}/train_info.json",
         "results/models/Source/seed{seed}/plots/train.csv",
+        directory("results/models/Source/seed{seed}/plots/train"),
     threads: config["common"]["threads"]
     params:
         params_file=PARAMS,
