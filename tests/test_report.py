@@ -122,6 +122,15 @@ def _copy_seed(root: Path, run: str, offset: float) -> None:
     info = json.loads((folder / "eval_info.json").read_text())
     info["evaluation"]["wall_seconds"] = 1.23
     (folder / "eval_info.json").write_text(json.dumps(info))
+    curve = root / "results/models" / run / "seed1/plots/adapt.csv"
+    rows = list(csv.DictReader(curve.read_text().splitlines())) if curve.is_file() else []
+    if rows:  # a second seed whose loss differs: the curves' seed band has a width (AdaBN logs no rows)
+        for r in rows:
+            r["loss"] = repr(float(r["loss"]) * 1.5)
+        with curve.open("w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
 
 
 def _report(root: Path, out: Path, capsys=None) -> int:
@@ -225,7 +234,8 @@ def test_report_has_every_table_plot_and_provenance_field(run_tree, report):
     assert "paper (real data)" in page_text and "this run" in page_text
     assert "Learning curve" in page_text and "oracle model selection" in page_text
     qual = cv2.imdecode(np.frombuffer((out / "figures/qualitative.png").read_bytes(), np.uint8), cv2.IMREAD_COLOR)
-    assert qual.shape[1] == 6 * 64 + 5 * 4  # image, GT, Source, STvM, reliability, teacher confidence
+    # image, GT, Source, AdaBN, ST_MT, STvM, STvM's errors, reliability and teacher confidence, 4-pixel gaps
+    assert qual.shape[1] == 9 * 64 + 8 * 4
 
 
 def test_report_draws_the_panel_from_files_without_any_model(run_tree, report, tmp_path):
@@ -272,6 +282,56 @@ def test_report_numbers_equal_the_metrics_files(run_tree, report):
     assert float(rows[("STvM", "1")]["miou"]) == _metrics(run_tree, "STvM", 1)["miou"]
 
 
+def _png(out: Path, name: str) -> np.ndarray:
+    img = cv2.imdecode(np.frombuffer((out / "figures" / f"{name}.png").read_bytes(), np.uint8), cv2.IMREAD_COLOR)
+    assert img is not None and img.std() > 5, name  # a real picture, not a blank
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def test_per_class_delta_against_source_and_adabn_equals_the_scores(run_tree, report):
+    """Each adapted run's mean IoU over seeds minus Source's and AdaBN's, class by class and for mIoU."""
+    out, page = report
+    rows = {(r["run"], r["Δ against"]): r for r in _rows(page.tables["per_class_delta"])}
+    assert list(rows) == [("AdaBN", "Source"), ("ST_MT", "Source"), ("STvM", "Source"), ("ST_MT", "AdaBN"),
+                          ("STvM", "AdaBN")]
+
+    def mean(run, key):
+        values = [_metrics(run_tree, run, s).get(key) for s in (0, 1)]
+        return None if None in values else float(np.mean(values))
+
+    checked = 0
+    for (run, ref), row in rows.items():
+        for column, key in (("Road", "iou/road"), ("Sidewalk", "iou/sidewalk"), ("Building", "iou/building"),
+                            ("Sky", "iou/sky"), ("Car", "iou/car"), ("mIoU", "miou")):
+            mine, theirs = mean(run, key), mean(ref, key)
+            if mine is None or theirs is None:
+                assert row[column] == "–", (run, ref, column)
+                continue
+            assert row[column][0] in "+-" and abs(float(row[column]) - (mine - theirs)) <= 0.05 + 1e-9, (run, ref, column)
+            checked += 1
+    assert checked >= 10  # the fixture's classes have IoUs on both sides
+    with (out / "tables/per_class_delta.csv").open() as fh:
+        full = {(r["run"], r["Δ against"]): r for r in csv.DictReader(fh)}
+    assert float(full[("STvM", "Source")]["Road"]) == pytest.approx(mean("STvM", "iou/road") - mean("Source", "iou/road"))
+    orange = np.array((230, 159, 0))  # AdaBN's colour: a bar against Source, none against itself
+
+    def has(img, colour):
+        return int((np.abs(img.astype(int) - colour).max(axis=2) <= 2).sum())
+
+    assert has(_png(out, "per_class_delta_source"), orange) > 200
+    assert has(_png(out, "per_class_delta_adabn"), orange) == 0
+    assert has(_png(out, "per_class_delta_adabn"), np.array((86, 180, 233))) > 200  # ST_MT's bars
+
+
+def test_confusion_figure_of_every_run(report):
+    out, page = report
+    for run in ("Source", "AdaBN", "ST_MT", "STvM"):
+        assert f"confusion_{run}" in page.images
+        img = _png(out, f"confusion_{run}")
+        assert img.shape[0] > 19 * 26 and img.shape[1] > 19 * 26  # 19 x 19 cells of 26 pixels, and the names
+    assert _png(out, "confusion_Source").tobytes() != _png(out, "confusion_STvM").tobytes()
+
+
 def test_paper_columns_come_from_the_shipped_tables(report):
     _, page = report
     with (PAPER_DIR / "table4_ablation.csv").open() as fh:
@@ -305,13 +365,15 @@ def test_markdown_matches_the_html(report):
     assert paper.CITATION in md
 
 
-@pytest.mark.parametrize("damage", ["corrupt_metrics", "missing_confusion", "missing_adapt_metrics", "bad_csv"])
+@pytest.mark.parametrize("damage", ["corrupt_metrics", "missing_confusion", "bad_confusion_matrix",
+                                    "missing_adapt_metrics", "bad_csv"])
 def test_bad_input_names_the_file_and_writes_nothing(run_tree, tmp_path, capsys, damage):
     root = tmp_path / "tree"
     shutil.copytree(run_tree, root, ignore=shutil.ignore_patterns("ckpt"))
     target = {
         "corrupt_metrics": root / "results/eval/ST_MT/seed1/metrics.json",
         "missing_confusion": root / "results/eval/Source/seed0/confusion.json",
+        "bad_confusion_matrix": root / "results/eval/AdaBN/seed1/confusion.json",
         "missing_adapt_metrics": root / "results/models/STvM/seed1/adapt_metrics.json",
         "bad_csv": root / "results/models/ST_MT/seed0/plots/adapt.csv",
     }[damage]
@@ -319,6 +381,8 @@ def test_bad_input_names_the_file_and_writes_nothing(run_tree, tmp_path, capsys,
         target.write_text('{"miou": 3')
     elif damage == "bad_csv":
         target.write_text("iteration,loss\n1,abc\n")
+    elif damage == "bad_confusion_matrix":  # the right protocol, but no 19 x 20 counts
+        target.write_text(json.dumps({"protocol": 19, "matrix": [[1, 2]]}))
     else:
         target.unlink()
     out = tmp_path / "report"
@@ -415,11 +479,21 @@ def test_seed_design_is_read_from_the_adapt_metrics():
     assert seed_design(Results()) == ""
 
 
-def test_adaptation_curves_are_seed_means_over_common_iterations():
-    from stvm.report.stage import _seed_mean
+def test_adaptation_curves_are_seed_means_with_a_min_max_band_over_common_iterations():
+    from stvm.report.stage import adapt_series
+    from stvm.report.tables import Results
 
-    per_seed = {0: {"iteration": [10, 20, 30], "loss": [1.0, 2.0, 3.0]},
-                1: {"iteration": [10, 20], "loss": [3.0, 4.0]},
-                2: {"iteration": [10, 20], "other": [9.0, 9.0]}}
-    assert _seed_mean(per_seed, "loss") == ([10, 20], [2.0, 3.0])  # seed 2 has no 'loss'; 30 not in seed 1
-    assert _seed_mean(per_seed, "absent") is None
+    res = Results(evals={"ST_MT": {0: {}, 1: {}, 2: {}}, "STvM": {0: {}}, "Source": {0: {}}},
+                  curves={"ST_MT": {0: {"iteration": [10, 20, 30], "loss": [1.0, 2.0, 3.0], "w": [1.0] * 3},
+                                    1: {"iteration": [10, 20], "loss": [3.0, 6.0], "w": [1.0] * 2},
+                                    2: {"iteration": [10, 20], "other": [9.0, 9.0]}},
+                          "STvM": {0: {"iteration": [10, 20], "loss": [5.0, 4.0], "w": [0.5, 0.7]}}})
+    series, flat = adapt_series(res, "loss")
+    assert flat == [] and [s.label for s in series] == ["ST_MT (mean, band min-max of 2 seeds)", "STvM (1 seed)"]
+    mt, stvm = series
+    # seed 2 has no 'loss'; iteration 30 is not in seed 1
+    assert (mt.x, mt.y, mt.band) == ([10, 20], [2.0, 4.0], ([1.0, 2.0], [3.0, 6.0]))
+    assert (stvm.x, stvm.y, stvm.band) == ([10, 20], [5.0, 4.0], None)  # one seed: no band to draw
+    series, flat = adapt_series(res, "w")
+    assert flat == ["ST_MT"] and [s.label for s in series] == ["STvM (1 seed)"]  # w = 1 throughout: not drawn
+    assert adapt_series(res, "absent") == ([], [])

@@ -48,8 +48,8 @@ def fmt(value: Cell, decimals: int) -> str:
 
 
 def _display(table: Table, column: str, value: Cell) -> str:
-    """Like ``fmt``, with an explicit sign for Δ columns."""
-    if "Δ" in column and isinstance(value, float) and not math.isnan(value):
+    """Like ``fmt``, with an explicit sign for Δ columns and in tables of differences."""
+    if ("Δ" in column or table.signed) and isinstance(value, float) and not math.isnan(value):
         return f"{value:+.{table.decimals}f}"
     return fmt(value, table.decimals)
 

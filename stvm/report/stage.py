@@ -12,7 +12,7 @@ from typing import Any
 
 from stvm.config import ReportParams
 from stvm.io import atomic_dir, prepare_out_dir, refuse_foreign
-from stvm.report import curves, figures, paper, provenance, render
+from stvm.report import confusion, curves, deltas, figures, paper, provenance, render
 from stvm.report.tables import PAPER, TRAINED, Results, collect_results, run_info, tables_for
 
 TITLE = "STvM: source-free adaptation report"
@@ -32,7 +32,8 @@ ADAPT_CURVES = {
 
 
 def panel_run(res: Results) -> str | None:
-    """The adapted run shown in the panel: STvM when it was run, else the last variant, else none."""
+    """The adapted run whose error, reliability and confidence maps the panel shows: STvM when it ran,
+    else the last variant, else none (then Source's are shown)."""
     adapted = [r for r in res.runs if r not in TRAINED]
     return "STvM" if "STvM" in adapted else (adapted[-1] if adapted else None)
 
@@ -45,7 +46,8 @@ def run_colour(run: str) -> tuple[int, int, int]:
 
 
 def curve_figures(res: Results) -> list[render.Figure]:
-    """Training curves: the source model per seed (train.csv), every variant's mean over seeds (adapt.csv)."""
+    """Training curves: the source model per seed (train.csv), every variant's mean over seeds with the
+    seeds' min-max band (adapt.csv)."""
     out = []
     src = res.curves.get("Source", {})
     for col, label in (("loss", "source training loss (CE)"), ("lr", "learning rate of F")):
@@ -53,18 +55,9 @@ def curve_figures(res: Results) -> list[render.Figure]:
                   for i, s in enumerate(sorted(src)) if col in src[s]]
         img = figures.line_chart(series, f"Source training: {label}", "iteration", col)
         out.append(render.Figure(f"train_{col}", f"Source training {col}", figures.png_bytes(img),
-                                 f"results/models/Source/seed<k>/plots/train.csv, column '{col}'."))
-    adapted = [r for r in res.runs if r not in TRAINED and res.curves.get(r)]
+                                 f"results/models/Source/seed<k>/plots/train.csv, column '{col}', one line per seed."))
     for col, label in ADAPT_CURVES.items():
-        series, flat = [], []
-        for r in adapted:
-            mean = _seed_mean(res.curves[r], col)
-            if mean is None:
-                continue
-            if len(set(mean[1])) <= 1:  # a quantity the variant does not have (0, or w = 1 throughout)
-                flat.append(r)
-                continue
-            series.append(figures.Series(r, mean[0], mean[1], run_colour(r)))
+        series, flat = adapt_series(res, col)
         if not series:
             continue
         img = figures.line_chart(series, f"Adaptation: {label} (mean over seeds)", "iteration", col)
@@ -72,43 +65,63 @@ def curve_figures(res: Results) -> list[render.Figure]:
             "mean over each logging interval"
         left_out = f" Constant, so not drawn (the variant lacks it): {', '.join(flat)}." if flat else ""
         out.append(render.Figure(f"adapt_{col}", f"Adaptation {col}", figures.png_bytes(img),
-                                 f"results/models/<variant>/seed<k>/plots/adapt.csv, column '{col}' ({how}), "
-                                 f"mean over the seeds that logged it.{left_out}"))
+                                 f"results/models/<variant>/seed<k>/plots/adapt.csv, column '{col}' ({how}): "
+                                 f"mean over the seeds that logged it, shaded from the lowest to the highest "
+                                 f"seed.{left_out}"))
     return out
 
 
-def _seed_mean(per_seed: dict[int, dict[str, list[float]]], col: str) -> tuple[list[float], list[float]] | None:
-    """(iterations, mean over seeds) of one plots column, over the iterations every seed logged."""
-    runs = [c for c in per_seed.values() if c.get(col)]
-    if not runs:
-        return None
-    common = sorted(set.intersection(*(set(c["iteration"]) for c in runs)))
-    rows = [dict(zip(c["iteration"], c[col], strict=False)) for c in runs]
-    return common, [sum(r[i] for r in rows) / len(rows) for i in common]
+def adapt_series(res: Results, col: str) -> tuple[list[figures.Series], list[str]]:
+    """Each adapted run's curve of adapt.csv column ``col`` (mean over seeds, band min to max over
+    seeds, on the iterations every seed logged), and the runs left out because it is constant for them
+    (a quantity the variant does not have: 0, or w = 1 throughout)."""
+    series, flat = [], []
+    for run in [r for r in res.runs if r not in TRAINED and res.curves.get(r)]:
+        per_seed = {s: list(zip(c["iteration"], c[col], strict=True)) for s, c in res.curves[run].items() if c.get(col)}
+        its, mean, lo, hi = curves.seed_band(per_seed) if per_seed else ([], [], [], [])
+        if not its:
+            continue
+        if len(set(lo)) <= 1 and len(set(hi)) <= 1:
+            flat.append(run)
+            continue
+        n = len(per_seed)
+        label = f"{run} (mean, band min-max of {n} seeds)" if n > 1 else f"{run} (1 seed)"
+        series.append(figures.Series(label, its, mean, run_colour(run), band=(lo, hi) if n > 1 else None))
+    return series, flat
+
+
+def panel_runs(res: Results) -> tuple[dict[str, Path], dict[str, int]]:
+    """Every evaluated run's evaluation folder for the panel (Source first; none without Source) and its
+    seed: the lowest seed all runs share, else each run's lowest."""
+    if "Source" not in res.evals:
+        return {}, {}
+    names = ["Source"] + [r for r in res.runs if r != "Source"]
+    common = set.intersection(*(set(res.evals[r]) for r in names))
+    seeds = {r: min(common) if common else min(res.evals[r]) for r in names}
+    return {r: res.files[f"eval/{r}/seed{seeds[r]}"].parent for r in names}, seeds
 
 
 def panel_figure(cfg: ReportParams, res: Results, prepared_root: Path) -> render.Figure | None:
-    """The qualitative panel from the maps the evaluations wrote (first seed; ``evaluate.maps`` images)."""
+    """The qualitative panel from the maps the evaluations wrote (one seed per run; ``evaluate.maps`` images)."""
     from stvm.report.panels import qualitative_panel
 
-    run = panel_run(res)
-    src_seeds = set(res.evals.get("Source", {}))
-    run_seeds = set(res.evals[run]) if run else src_seeds
-    if not src_seeds or not run_seeds:
+    runs, seeds = panel_runs(res)
+    if not runs:
         return None
-    # the same seed for both when they share one; else the one source model and the first adaptation seed
-    both = src_seeds & run_seeds
-    src_seed, seed = (min(both), min(both)) if both else (min(src_seeds), min(run_seeds))
+    detail = panel_run(res) or "Source"
     val = prepared_root / "target" / "val"
-    panel = qualitative_panel(
-        val / "images", val / "labels", res.files[f"eval/Source/seed{src_seed}"].parent,
-        res.files[f"eval/{run}/seed{seed}"].parent if run else None, run,
-        int(res.evals["Source"][src_seed].get("protocol", 19)), cfg.tile_width)
+    panel = qualitative_panel(val / "images", val / "labels", runs, detail,
+                              int(res.evals["Source"][seeds["Source"]].get("protocol", 19)), cfg.tile_width)
     if panel is None:
         return None
     img, stems, size = panel
-    caption = (f"Source seed {src_seed}, adaptation seed {seed}; images {', '.join(stems)} of data/prepared/target/val at the evaluation input size "
-               f"{size[0]}x{size[1]}; labels in the Cityscapes palette, black = ignore; maps in viridis, 0 to 1.")
+    which = (f"seed {seeds['Source']} of every run" if len(set(seeds.values())) == 1
+             else "seeds " + ", ".join(f"{r} {s}" for r, s in seeds.items()))
+    caption = (f"One prediction column per run ({which}); images {', '.join(stems)} of data/prepared/target/val at "
+               f"the evaluation input size {size[0]}x{size[1]}; labels in the Cityscapes palette, black = ignore. "
+               f"Errors, reliability and confidence are {detail}'s: the error map marks its wrong pixels against the "
+               f"ground truth (ignore label black, not counted), coloured by whether Source was right there; "
+               f"maps in viridis, 0 to 1.")
     return render.Figure("qualitative", "Qualitative results", figures.png_bytes(img), caption)
 
 
@@ -130,12 +143,15 @@ def build_sections(cfg: ReportParams, res: Results, prepared_root: Path, params_
     """All sections of the report, in reading order."""
     info = run_info(res)
     t = tables_for(res)
+    delta = deltas.delta_table(res)
     panel = panel_figure(cfg, res, prepared_root)
     learning = curves.curve_figure(curves.collect_curves(res.files), curves.levels_of(res.evals), run_colour)
     return [
         render.Section("Summary", intro(res, info)),
         render.Section("Ablation", tables=[t["ablation"]]),
-        render.Section("Per-class IoU", tables=[x for x in (t["per_class"], t.get("cross_city")) if x]),
+        render.Section("Per-class IoU", tables=[x for x in (t["per_class"], delta, t.get("cross_city")) if x],
+                       figures=deltas.delta_figures(res, run_colour)),
+        render.Section("Confusion matrices", figures=confusion.confusion_figures(res, info["protocol"])),
         render.Section("Variance and metric space", tables=[t["variance"], t["silhouette"], t["per_seed"]]),
         render.Section("Training curves", figures=curve_figures(res)),
         *([render.Section("Learning curve", curves.ORACLE_SELECTION, figures=[learning])] if learning else []),

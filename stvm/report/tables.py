@@ -39,6 +39,7 @@ class Table:
     rows: list[list[Cell]]
     note: str = ""
     decimals: int = 1
+    signed: bool = False  # every number shown with its sign (a table of differences)
 
 
 @dataclass
@@ -227,7 +228,7 @@ def collect_results(eval_root: Path, models_root: Path, prepared_root: Path, syn
 # --- the paper-style tables ----------------------------------------------------------------------
 
 
-def _values(res: Results, run: str, key: str) -> list[float]:
+def seed_values(res: Results, run: str, key: str) -> list[float]:
     """``key`` of every seed of ``run`` that has it (absent = NaN IoU, left out)."""
     per = res.evals[run]
     return [float(per[s][key]) for s in sorted(per) if isinstance(per[s].get(key), (int, float))]
@@ -245,7 +246,7 @@ def ablation_table(res: Results, key: str = "miou") -> Table:
     ref = _paper_rows(4)
     rows, prev, prev_paper = [], None, None
     for run in res.runs:
-        vals = _values(res, run, key)
+        vals = seed_values(res, run, key)
         mean, std, low = stats(vals)
         p = ref.get(paper.short_name(run), [""] * len(header))
         p_miou = paper.number(p[header.index("mIoU")])
@@ -273,7 +274,7 @@ def run_info(res: Results) -> dict[str, Any]:
     return {"protocol": protocols.pop(), "arch": arch, "network": network}
 
 
-def _class_columns(protocol: int) -> tuple[list[str], list[str]]:
+def class_columns(protocol: int) -> tuple[list[str], list[str]]:
     """(paper column names, our metric keys) of ``protocol``'s classes, in protocol order."""
     from stvm.data.labels import PROTOCOL_CLASSES, protocol_class_names
     from stvm.evaluate.metrics import metric_key
@@ -283,7 +284,7 @@ def _class_columns(protocol: int) -> tuple[list[str], list[str]]:
     return [names19[t] for t in PROTOCOL_CLASSES[protocol]], [metric_key(n) for n in protocol_class_names(protocol)]
 
 
-def _mean_or_none(values: list[float]) -> float | None:
+def mean_or_none(values: list[float]) -> float | None:
     return statistics.fmean(values) if values else None
 
 
@@ -291,10 +292,10 @@ def per_class_table(res: Results) -> Table:
     """Table I/II/III-style per-class IoU of our runs (mean over seeds), with the paper's rows."""
     info = run_info(res)
     protocol = info["protocol"]
-    names, keys = _class_columns(protocol)
+    names, keys = class_columns(protocol)
     summary = [("mIoU", "miou")] + ([("mIoU*", "miou13")] if protocol == 16 else [])
-    rows: list[list[Cell]] = [[OURS, run, info["arch"]] + [_mean_or_none(_values(res, run, k)) for k in keys]
-                              + [_mean_or_none(_values(res, run, k)) for _, k in summary] for run in res.runs]
+    rows: list[list[Cell]] = [[OURS, run, info["arch"]] + [mean_or_none(seed_values(res, run, k)) for k in keys]
+                              + [mean_or_none(seed_values(res, run, k)) for _, k in summary] for run in res.runs]
     table_no = {19: 1, 16: 2, 13: 3}[protocol]
     if protocol in (19, 16):
         header, prow = paper.read_table(table_no)
@@ -318,7 +319,7 @@ def cross_city_table(res: Results) -> Table | None:
     header, prow = paper.read_table(3)
     city = res.manifests["target"].get("city")
     cities = [city] if city in header else header[2:]
-    rows: list[list[Cell]] = [[OURS, run, info["arch"]] + [stats(_values(res, run, "miou"))[0] if city in header
+    rows: list[list[Cell]] = [[OURS, run, info["arch"]] + [stats(seed_values(res, run, "miou"))[0] if city in header
                               else None for _ in cities] for run in res.runs]
     short = "DL V3" if info["network"] == "DeepLabV3" else "DL V2"
     rows += [[PAPER, r[0], r[1]] + [paper.number(r[header.index(c)]) for c in cities] for r in prow if r[1] == short]
@@ -331,7 +332,7 @@ def variance_table(res: Results, key: str = "miou") -> Table:
     """Table VI: mean ± std and min over seeds of every run, beside the paper's five-seed figures."""
     rows: list[list[Cell]] = []
     for run in res.runs:
-        vals = _values(res, run, key)
+        vals = seed_values(res, run, key)
         rows.append([OURS, run, *stats(vals), len(vals)])
     header, prow = paper.read_table(6)
     for r in prow:
@@ -363,7 +364,7 @@ def silhouette_table(res: Results) -> Table:
     keys = ("silhouette/class_mean", "silhouette/overall_mean")
     rows: list[list[Cell]] = []
     for run in res.runs:
-        per = [_values(res, run, k) for k in keys]
+        per = [seed_values(res, run, k) for k in keys]
         if per[0] and per[1]:
             (cm, cs, _), (om, os_, _) = stats(per[0]), stats(per[1])
             rows.append([OURS, run, cm, cs, om, os_, len(per[0])])
