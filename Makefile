@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.stvm-installed
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: demo test venv lock lock-cuda clean-demo ablation benchmark calibrate paper paper-params gpu-check compare \
+.PHONY: demo test venv lock lock-cuda baseline clean-demo ablation benchmark calibrate paper paper-params gpu-check compare \
         slurm-plugin slurm-up slurm-profile docker-base image sif deploy-check
 
 venv: $(STAMP)
@@ -153,6 +153,12 @@ else
 compare: $(STAMP)
 	$(PY) -m stvm compare
 endif
+
+# The demo's results as the baseline DVC experiments are compared with (`make compare`): dvc.lock and
+# the per-run summaries committed; nothing to do when they are already.
+baseline:
+	git add dvc.lock results/summary
+	git diff --cached --quiet -- dvc.lock results/summary || git commit -m "stvm baseline: dvc.lock and results/summary" -- dvc.lock results/summary
 
 clean-demo:
 	rm -rf data results logs .snakemake

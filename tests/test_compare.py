@@ -48,6 +48,16 @@ def test_table_puts_each_experiments_mean_on_the_runs_line_and_stays_narrow():
     assert "md5" not in text and ".dir" not in text
 
 
+def test_without_a_committed_baseline_the_table_says_how_to_make_one():
+    show = json.loads(FIXTURE.read_text())
+    assert "make baseline" not in compare_markdown(experiments(show))  # a param differs: no hint
+    show[1]["data"]["metrics"] = {}  # the demo's results never committed: the baseline row has none
+    exp_params = show[1]["experiments"][0]["revs"][0]["data"]["params"]
+    show[0]["data"]["params"] = exp_params  # the workspace holds the experiment's params after the run
+    text = compare_markdown(experiments(show))
+    assert "(no param differs)" in text and "make baseline" in text
+
+
 def test_a_failed_or_metric_less_row_is_dropped_and_nothing_left_says_so():
     show = json.loads(FIXTURE.read_text())
     show[0]["data"]["metrics"] = {}

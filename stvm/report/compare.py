@@ -101,7 +101,14 @@ def compare_markdown(rows: list[Experiment]) -> str:
               "| run | " + " | ".join(r.label for r in rows) + " |", "|---" * (1 + len(rows)) + "|"]
     for run in runs:
         lines.append(f"| {run} | " + " | ".join(_cell(r.runs.get(run)) for r in rows) + " |")
-    return "\n".join(lines)
+    return "\n".join(lines) + ("" if keys else "\n\n" + NO_BASELINE)
+
+
+# Why a hint: `dvc exp run` on an uncommitted demo leaves a baseline row without results, so the only
+# rows (workspace, experiment) hold the same params and the table compares nothing.
+NO_BASELINE = ("No param differs between these rows. To compare an experiment with the demo, commit "
+               "the demo's results as the baseline first: `make baseline` (git add dvc.lock results/summary; "
+               "git commit), then `dvc exp run -S section.key=value` and `make compare`.")
 
 
 def load_exp_show(saved: Path | None = None, all_commits: bool = False) -> Any:
