@@ -89,12 +89,14 @@ def snapshot_iteration(path: Path) -> int | None:
     return int(digits) if ok else None
 
 
-def drop_snapshots_after(out: Path, start: int) -> None:
-    """Remove the snapshots past ``start`` (all of them on a fresh start), so none of another run or
-    of a lost stretch is left beside this run's; only files named as this loop names them."""
+def reset_snapshots(out: Path, start: int) -> None:
+    """The snapshots folder as a run starting at ``start`` needs it: made when missing (so the DAG can
+    list it as an output of every run, empty without ``snapshots``), and without the snapshots past
+    ``start`` (all of them on a fresh start), so none of another run or of a lost stretch is left
+    beside this run's; only files named as this loop names them are removed."""
     folder = out / SNAPSHOT_DIR
-    if folder.is_dir():
-        for f in folder.iterdir():
-            it = snapshot_iteration(f)
-            if it is not None and it > start and f.is_file():
-                f.unlink()
+    folder.mkdir(parents=True, exist_ok=True)
+    for f in folder.iterdir():
+        it = snapshot_iteration(f)
+        if it is not None and it > start and f.is_file():
+            f.unlink()

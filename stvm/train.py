@@ -24,7 +24,7 @@ from stvm.data.labels import IGNORE, PROTOCOL_CLASSES, protocol_lut
 from stvm.digest import inputs_digest
 from stvm.io import prepare_out_dir, write_json
 from stvm.loops import (
-    drop_snapshots_after,
+    reset_snapshots,
     log_due,
     make_loader,
     resume_state,
@@ -96,7 +96,7 @@ def train_source(
         else:  # older checkpoint: the first row averages the iterations run since the resume
             window_start = start
     if info.is_main:
-        drop_snapshots_after(out, start)
+        reset_snapshots(out, start)
     meta = {"protocol": protocol, "init": init_desc, "seed": seed, "params": section_dict(cfg), "stage": "train_source",
             "input_size": list(prepared_size(images))}
     net: torch.nn.Module = model

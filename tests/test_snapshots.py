@@ -16,7 +16,7 @@ from stvm.config import EvaluateParams
 from stvm.errors import StvmError
 from stvm.evaluate.stage import evaluate_stage
 from stvm.io import load_checkpoint
-from stvm.loops import drop_snapshots_after, snapshot_iteration, snapshot_path
+from stvm.loops import reset_snapshots, snapshot_iteration, snapshot_path
 from stvm.report.curves import collect_curves, curve_figure, read_curve, seed_band
 from stvm.train import train_source
 from tests.tiny import adapt_params, source_model_and_target, train_params, write_prepared
@@ -63,12 +63,12 @@ def test_a_fresh_run_leaves_no_stale_snapshot_and_keeps_foreign_files(tiny, tmp_
     assert sorted(f.name for f in (tmp_path / "a/snapshots").iterdir()) == ["it000003.pt", "notes.txt"]
 
 
-def test_drop_snapshots_after_touches_only_files_named_as_snapshots(tmp_path):
+def test_reset_snapshots_touches_only_files_named_as_snapshots(tmp_path):
     folder = tmp_path / "snapshots"
     folder.mkdir()
     for name in ("it000001.pt", "it000009.pt", "it9.pt", "itabcdef.pt", "model.pt"):
         (folder / name).write_text("x")
-    drop_snapshots_after(tmp_path, 1)
+    reset_snapshots(tmp_path, 1)
     assert sorted(f.name for f in folder.iterdir()) == ["it000001.pt", "it9.pt", "itabcdef.pt", "model.pt"]
 
 
@@ -99,7 +99,18 @@ def test_evaluate_scores_every_snapshot_into_curve_json(tiny, tmp_path):
     snap = evaluate_stage(EvaluateParams(maps=0), model_path=tmp_path / "a/snapshots/it000002.pt", images=images,
                           labels=labels, out=tmp_path / "e2", device="cpu", show_progress=False)
     assert curve["points"][0]["miou"] == snap["miou"]  # scored as the snapshot alone would be
-    assert not (tmp_path / "e2/curve.json").exists()  # a snapshot folder has no snapshots of its own
+    assert json.loads((tmp_path / "e2/curve.json").read_text())["points"] == []  # a snapshot has none of its own
+
+
+def test_every_run_has_the_outputs_the_dag_lists_even_without_snapshots(tiny, tmp_path):
+    """snapshots/ and curve.json are DVC and Snakemake outputs: they exist, empty, when none is asked for."""
+    _, _, _, (images, labels) = tiny
+    _adapt(tiny, tmp_path / "a", iterations=2)
+    assert list((tmp_path / "a/snapshots").iterdir()) == []
+    evaluate_stage(EvaluateParams(maps=0), model_path=tmp_path / "a/model.pt", images=images, labels=labels,
+                   out=tmp_path / "e", device="cpu", show_progress=False)
+    assert json.loads((tmp_path / "e/curve.json").read_text())["points"] == []
+    assert collect_curves({"eval/STvM/seed0": tmp_path / "e/metrics.json"}) == {}  # nothing to draw
 
 
 def _curve_file(folder: Path, points: list[tuple[int, float]]) -> None:

@@ -25,7 +25,7 @@ from stvm.data.datasets import CropDataset, IterationBatches, prepared_size
 from stvm.digest import inputs_digest, require_file
 from stvm.io import prepare_out_dir, write_json
 from stvm.loops import (
-    drop_snapshots_after,
+    reset_snapshots,
     log_due,
     make_loader,
     resume_state,
@@ -94,10 +94,11 @@ def adapt(
         if not info.is_main:
             return {}
         PlotWriter(out / "plots" / "adapt.csv", PLOT_COLUMNS).finish()
+        reset_snapshots(out, 0)  # none: no step
         wall = time.perf_counter() - t_build
         return _finish(cfg, variant, v, nets, meta, out, seed, wall, str(dev), iterations=0)
     if info.is_main:
-        drop_snapshots_after(out, start)
+        reset_snapshots(out, start)
     sampler = IterationBatches(len(data), cfg.batch_size, seed, start, cfg.iterations, info.rank, info.world_size)
     plots = PlotWriter(out / "plots" / "adapt.csv", PLOT_COLUMNS, start) if info.is_main else None
     progress = ProgressBar(cfg.iterations, f"adapt {variant}", show_progress and info.is_main, start=start, unit="it")

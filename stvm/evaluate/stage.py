@@ -66,23 +66,21 @@ def evaluate_stage(
         write_json(tmp / "confusion.json", metrics.pop("_confusion"))
         _write_split(tmp, metrics)
         write_json(tmp / "maps" / "index.json", write_maps(tmp, nets_from(model, meta, dev), images, cfg.maps, input_size, dev))
-        curve = _snapshot_curve(cfg, model_path, meta, metrics, images, labels, dev, input_size, show_progress)
-        if curve:
-            write_json(tmp / "curve.json", curve)
+        write_json(tmp / "curve.json", _snapshot_curve(cfg, model_path, meta, metrics, images, labels, dev, input_size,
+                                                       show_progress))
     return metrics
 
 
 def _snapshot_curve(cfg: EvaluateParams, model_path: Path, meta: dict, metrics: dict[str, Any], images: Path,
-                    labels: Path, dev, input_size: tuple[int, int], show_progress: bool) -> dict[str, Any] | None:
+                    labels: Path, dev, input_size: tuple[int, int], show_progress: bool) -> dict[str, Any]:
     """mIoU of every snapshot beside ``model_path`` (``snapshots/it<N>.pt``) and of the model itself, in
-    iteration order: the learning curve (None without snapshots). Scored like the model (same scales
-    and flip); the loop that wrote them never reads these numbers back."""
+    iteration order: the learning curve (no points without snapshots: the file always exists, so the
+    DAG can list it). Scored like the model (same scales and flip); the loop that wrote them never
+    reads these numbers back."""
     folder = model_path.parent / SNAPSHOT_DIR
     files = sorted((it, f) for f in (folder.iterdir() if folder.is_dir() else []) if (it := snapshot_iteration(f)) is not None)
-    if not files:
-        return None
     final_it = int(meta.get("iteration", (meta.get("params") or {}).get("iterations", 0)))
-    points = {final_it: metrics["miou"]}
+    points = {final_it: metrics["miou"]} if files else {}
     for it, f in files:
         net, snap_meta = load_model_checkpoint(f)
         scores, _ = evaluate_folder(net.to(dev), images, labels, protocol=int(snap_meta.get("protocol", 19)),

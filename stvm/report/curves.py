@@ -34,14 +34,15 @@ def read_curve(path: Path) -> list[tuple[int, float]]:
 
 
 def collect_curves(eval_files: dict[str, Path]) -> dict[str, dict[int, list[tuple[int, float]]]]:
-    """run -> seed -> points, for every evaluation (``res.files['eval/<run>/seed<k>']``) with a curve.json."""
+    """run -> seed -> points, for every evaluation (``res.files['eval/<run>/seed<k>']``) with a curve of points."""
     curves: dict[str, dict[int, list[tuple[int, float]]]] = {}
     for key, metrics_path in sorted(eval_files.items()):
         parts = key.split("/")
         if len(parts) != 3 or parts[0] != "eval" or not (metrics_path.parent / "curve.json").is_file():
             continue
-        curves.setdefault(parts[1], {})[int(parts[2].removeprefix("seed"))] = read_curve(
-            metrics_path.parent / "curve.json")
+        points = read_curve(metrics_path.parent / "curve.json")
+        if points:  # a run without snapshots has an empty curve
+            curves.setdefault(parts[1], {})[int(parts[2].removeprefix("seed"))] = points
     return curves
 
 

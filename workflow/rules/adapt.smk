@@ -42,6 +42,7 @@ rule adapt:
         ],
     output:
         "results/models/{variant}/seed{seed}/model.pt",
+        directory("results/models/{variant}/seed{seed}/snapshots"),
         "results/models/{variant}/seed{seed}/adapt_metrics.json",
         "results/models/{variant}/seed{seed}/adapt_info.json",
         "results/models/{variant}/seed{seed}/plots/adapt.csv",
@@ -107,6 +108,7 @@ rule adabn:
         ],
     output:
         "results/models/AdaBN/seed{seed}/model.pt",
+        directory("results/models/AdaBN/seed{seed}/snapshots"),
         "results/models/AdaBN/seed{seed}/adapt_metrics.json",
         "results/models/AdaBN/seed{seed}/adapt_info.json",
         "results/models/AdaBN/seed{seed}/plots/adapt.csv",

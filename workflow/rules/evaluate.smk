@@ -3,6 +3,7 @@
 rule evaluate_reference:
     input:
         model="results/models/{run}/seed{seed}/model.pt",
+        snapshots="results/models/{run}/seed{seed}/snapshots",
         images="data/prepared/target/val/images",
         labels="data/prepared/target/val/labels",
         code=[
@@ -47,6 +48,7 @@ rule evaluate_reference:
         "results/eval/{run}/seed{seed}/metrics.json",
         "results/eval/{run}/seed{seed}/confusion.json",
         "results/eval/{run}/seed{seed}/scores.json",
+        "results/eval/{run}/seed{seed}/curve.json",
         "results/eval/{run}/seed{seed}/eval_info.json",
         directory("results/eval/{run}/seed{seed}/maps"),
     wildcard_constraints:
@@ -67,6 +69,7 @@ rule evaluate_reference:
 rule evaluate:
     input:
         model="results/models/{variant}/seed{seed}/model.pt",
+        snapshots="results/models/{variant}/seed{seed}/snapshots",
         images="data/prepared/target/val/images",
         labels="data/prepared/target/val/labels",
         code=[
@@ -111,6 +114,7 @@ rule evaluate:
         "results/eval/{variant}/seed{seed}/metrics.json",
         "results/eval/{variant}/seed{seed}/confusion.json",
         "results/eval/{variant}/seed{seed}/scores.json",
+        "results/eval/{variant}/seed{seed}/curve.json",
         "results/eval/{variant}/seed{seed}/eval_info.json",
         directory("results/eval/{variant}/seed{seed}/maps"),
     wildcard_constraints:

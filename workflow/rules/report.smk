@@ -9,7 +9,7 @@ rule report:
             "results/eval/{run}/seed{seed}/{name}.json",
             run=config["variants"],
             seed=config["seeds"],
-            name=["metrics", "confusion", "scores", "eval_info"],
+            name=["metrics", "confusion", "scores", "eval_info", "curve"],
         ),
         maps=expand("results/eval/{run}/seed{seed}/maps", run=config["variants"], seed=config["seeds"]),
         reference_maps=expand("results/eval/{run}/seed{seed}/maps", run=REFERENCE_RUNS, seed=[config["source_seed"]]),
@@ -17,7 +17,7 @@ rule report:
             "results/eval/{run}/seed{seed}/{name}.json",
             run=REFERENCE_RUNS,
             seed=[config["source_seed"]],
-            name=["metrics", "confusion", "scores", "eval_info"],
+            name=["metrics", "confusion", "scores", "eval_info", "curve"],
         ),
         train=expand(
             "results/models/Source/seed{seed}/{name}",

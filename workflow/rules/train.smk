@@ -32,6 +32,7 @@ rule train_source:
         ],
     output:
         "results/models/Source/seed{seed}/model.pt",
+        directory("results/models/Source/seed{seed}/snapshots"),
         "results/models/Source/seed{seed}/train_metrics.json",
         "results/models/Source/seed{seed}/train_info.json",
         "results/models/Source/seed{seed}/plots/train.csv",
