@@ -1,12 +1,17 @@
-"""``stvm <stage>``: one subcommand per pipeline stage, plus ``score`` and ``bench``.
+"""``stvm <command>``: the handler of every subcommand (``stvm --help`` lists them by group).
 
 Each handler (``cmd_<name>``; the arguments are declared in ``stvm.cli_parser``) takes paths from
-the command line and hyper-parameters from ``--params``
-(validated once by ``stvm.config``), then calls one library function. A ``StvmError`` and an
+the command line and hyper-parameters from ``--params`` (else ``params.yaml`` in the current folder,
+else the built-in defaults, said once on stderr; validated once by ``stvm.config``), then calls one
+library function. A handler reads the params exactly when it calls ``_params`` (the parser gives
+exactly those commands ``--params``; ``tests/test_cli.py`` checks both). A ``StvmError`` and an
 ``OSError`` (missing, unreadable or unwritable path, full disk) become a single line on stderr
 naming the path, and exit status 2; SIGTERM is turned into an orderly exit (status 143) so
 temporary outputs are removed as on Ctrl-C. Nothing else is caught, so real bugs keep their
 traceback. Heavy imports (torch) happen inside the handlers so ``--help`` stays instant.
+
+Why one module over 300 lines: one short handler per command, side by side, so that what each reads
+(params or not) and prints is seen in one place; the argument table is apart, in ``stvm.cli_parser``.
 """
 
 from __future__ import annotations
@@ -22,13 +27,32 @@ from stvm import cli_parser
 from stvm.errors import ParamError, StvmError
 from stvm.io import refuse_overlap
 
-def _params(args: argparse.Namespace):
+def _params(args: argparse.Namespace, need_file: bool = False):
+    """The command's validated params (``params_path``, ``--set`` applied), with its thread count applied."""
     from stvm.config import load_params
     from stvm.threads import apply_threads
 
-    params = load_params(args.params, getattr(args, "overrides", []))
+    params = load_params(params_path(args, need_file), args.overrides)
     apply_threads(params.common.threads)
     return params
+
+
+def params_path(args: argparse.Namespace, need_file: bool = False) -> Path | None:
+    """``--params FILE`` (which must exist: ``load_params`` says so), else ``params.yaml`` here (stored in
+    ``args.params`` for the commands that record it), else None: the built-in defaults, said once on
+    stderr (unless --quiet). A command that records its params file (``need_file``) refuses instead."""
+    default = cli_parser.DEFAULT_PARAMS
+    if args.params is None and default.exists():
+        args.params = default
+    if args.params is not None:
+        return args.params
+    if need_file:
+        raise StvmError(default, f"params file not found (stvm {args.command} records the params file it runs "
+                                 "with: pass --params FILE)")
+    if not args.quiet:
+        print(f"stvm {args.command}: no {default} here and no --params: using the built-in defaults (the paper's; "
+              "`stvm params` lists them)", file=sys.stderr)
+    return None
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
@@ -63,13 +87,31 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     manifest = prepare_dataset(
         args.dataset, args.root, args.out, size=(cfg.width, cfg.height), eval_label_size=cfg.eval_label_size,
         holdout=holdout if args.dataset in ("gta5", "synthia") else 0, city=args.city or None, mismatch=cfg.mismatch,
-        labels=Path(labels) if labels else None, label_encoding=encoding,
+        aspect=args.aspect or cfg.aspect, labels=Path(labels) if labels else None, label_encoding=encoding,
         workers=cfg.workers if args.workers is None else args.workers, overwrite=args.overwrite,
         show_progress=not args.quiet,
     )
+    _aspect_note(manifest, args.quiet)
     counts = {s: v["count"] for s, v in manifest["splits"].items()}
     print(json.dumps({"dataset": args.dataset, "out": str(args.out), "counts": counts}))
     return 0
+
+
+def _aspect_note(manifest: dict, quiet: bool) -> None:
+    """One line on stderr when frames had another aspect ratio than the output size: a warning with the
+    counts when they were stretched, a note (silenced by --quiet) when cropped or padded."""
+    counts = {split: (v.get("other_aspect", 0), v["count"]) for split, v in manifest["splits"].items()}
+    which = ", ".join(f"{n} of {total} {split}" for split, (n, total) in counts.items() if n)
+    if not which:
+        return
+    (w, h), aspect = manifest["size"], manifest["aspect"]
+    if aspect == "stretch":
+        print(f"stvm prepare: warning: {which} frames have another aspect ratio than {w}x{h} and were stretched to "
+              "it (--aspect crop or pad, or prepare.aspect, keeps the ratio)", file=sys.stderr)
+    elif not quiet:
+        done = "centre-cropped" if aspect == "crop" else "padded (image: ImageNet mean, label: ignore)"
+        print(f"stvm prepare: {which} frames have another aspect ratio than {w}x{h}: {done} to it, then resized",
+              file=sys.stderr)
 
 
 def cmd_train_source(args: argparse.Namespace) -> int:
@@ -121,15 +163,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from stvm.config import Params
     from stvm.evaluate.predict import predict_folder
 
-    p = _params(args) if args.params is not None else Params()
+    def note(line: str, warning: bool) -> None:
+        if warning or not args.quiet:
+            print(f"stvm predict: {'warning: ' if warning else ''}{line}", file=sys.stderr)
+
+    p = _params(args)
     summary = predict_folder(
         args.model, args.images, args.out, scales=p.evaluate.scales if args.scales is None else args.scales,
         flip=p.evaluate.flip if args.flip is None else args.flip,
         batch_size=p.evaluate.batch_size if args.batch_size is None else args.batch_size,
         maps=args.maps, device=args.device or p.common.device, overwrite=args.overwrite, show_progress=not args.quiet,
+        note=note,
     )
     print(json.dumps({k: summary[k] for k in ("images", "predicted", "skipped", "wall_seconds")}))
     return 0
@@ -138,6 +184,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from stvm.export import export_model
 
+    _params(args)  # common.threads: the tracing and the check run on the CPU
     info = export_model(args.model, args.out, fmt=args.format, opset=args.opset)
     print(json.dumps({"out": str(args.out), "format": info["format"], "max_abs_diff": info["check"]["max_abs_diff"],
                       "sidecar": f"{args.out}.json"}))
@@ -146,22 +193,32 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_score(args: argparse.Namespace) -> int:
     from stvm.evaluate.score import score_folders
+    from stvm.io import write_json
 
-    print(json.dumps(score_folders(args.pred, args.gt, args.protocol), indent=2))
+    p = _params(args)  # read (and checked) even with --protocol, as every command that takes --params
+    protocol = args.protocol or p.common.protocol
+    if args.out is not None:
+        refuse_overlap(args.out, [args.pred, args.gt])
+    scores = score_folders(args.pred, args.gt, protocol)
+    if args.out is not None:
+        write_json(args.out, scores)
+    print(json.dumps(scores, indent=2))
     return 0
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    p = _params(args)  # common.threads, and common.device unless --device
     if args.stage == "threads":
         from stvm.bench_threads import run_threads_bench
 
-        run_threads_bench(args.jobs, args.threads, args.iters, args.arch, args.crop, args.batch)
+        run_threads_bench(args.jobs, args.threads or p.common.threads, args.iters, args.arch, args.crop, args.batch)
         return 0
     if args.stage == "adapt":
         from stvm.bench_adapt import run_adapt_bench as run
     else:
         from stvm.bench import run_bench as run
-    run(arch=args.arch, width=args.width, height=args.height, batch=args.batch, iters=args.iters, device=args.device)
+    run(arch=args.arch, width=args.width, height=args.height, batch=args.batch, iters=args.iters,
+        device=args.device or p.common.device)
     return 0
 
 
@@ -188,13 +245,13 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 
     if args.overrides:
         raise StvmError(args.params, "stvm benchmark takes no --set: its steps read the params file as a whole")
-    return run_benchmark(_params(args), args.params, args.out, args.phase, args.budget, args.quiet, args.jobs)
+    return run_benchmark(_params(args, need_file=True), args.params, args.out, args.phase, args.budget, args.quiet, args.jobs)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from stvm.report.stage import report_stage
 
-    p = _params(args)
+    p = _params(args, need_file=True)
     summary = report_stage(
         p.report, eval_root=args.eval, models_root=args.models, prepared_root=args.prepared, synth=args.synth,
         params_path=args.params, out=args.out, device=p.common.device,
@@ -209,7 +266,8 @@ def cmd_import(args: argparse.Namespace) -> int:
     from stvm.models.weights import import_external_deeplabv2, save_model_checkpoint
 
     refuse_overlap(args.out, [args.pth])
-    protocol = args.protocol or 19
+    p = _params(args)  # read (and checked) even with --protocol, as every command that takes --params
+    protocol = args.protocol or p.common.protocol
     meta = {"protocol": protocol, "stage": "import", "init": f"imported from {args.pth} ({args.source})"}
     if args.source == "stvm":
         model, old = import_stvm(args.pth)
@@ -240,7 +298,7 @@ def cmd_deps(args: argparse.Namespace) -> int:
 
     if args.write or args.check:
         stale = sync(Path.cwd(), write=args.write)
-        for path in stale:
+        for path in stale if args.check or not args.quiet else []:
             print(f"{path}: code dependencies {'rewritten' if args.write else 'out of date'}", file=sys.stderr)
         return 1 if stale and args.check else 0
     for command in args.command_names:
@@ -251,7 +309,7 @@ def cmd_deps(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser (exposed for tests and docs)."""
     handlers = {name[len("cmd_"):]: fn for name, fn in globals().items() if name.startswith("cmd_")}
-    return cli_parser.build_parser(handlers, __doc__.splitlines()[0])
+    return cli_parser.build_parser(handlers)
 
 
 class Terminated(BaseException):

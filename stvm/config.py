@@ -95,6 +95,9 @@ class PrepareParams:
     eval_label_size: Literal["full", "train"] = _f("full", "Evaluation labels: keep full resolution or resize to training size.")
     source_holdout: int = _f(0, "Last N source frames held out as a source val split (0 = none).", min=0)
     mismatch: Literal["resize", "skip", "error"] = _f("resize", "Image/label size mismatch policy (GTA5 has a few).")
+    aspect: Literal["stretch", "crop", "pad"] = _f(
+        "stretch", "A frame of another aspect ratio than width:height: stretch it (the lineage's resize; prepare "
+        "warns with the count), centre-crop it, or pad it (image: ImageNet mean, labels: ignore) before resizing.")
     workers: int = _f(2, "Parallel worker processes.", min=1)
 
 
@@ -333,9 +336,12 @@ def check_seed(seed: int, key: str) -> int:
     return seed
 
 
-def load_params(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Params:
+def load_params(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> Params:
     """Read and validate a params.yaml file once, with ``--set section.key=value`` overrides applied
-    before the validation (so they are checked like the file); every error names the file and key."""
+    before the validation (so they are checked like the file); every error names the file and key.
+    ``path`` None: the built-in defaults (the dataclasses' own, the paper's), overrides applied alike."""
+    if path is None:
+        return _with_overrides({}, overrides, "the built-in defaults")
     path = Path(path)
     if not path.is_file():
         raise StvmError(path, "params file not found" if not path.is_dir() else "is a directory, not a params file")
@@ -349,12 +355,17 @@ def load_params(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
         raw = yaml.load(text, Loader=BoundedLoader) or {}  # noqa: S506 (a SafeLoader subclass)
     except (yaml.YAMLError, RecursionError) as err:
         raise StvmError(path, f"not valid YAML ({str(err).splitlines()[0][:200]})") from None
+    return _with_overrides(raw, overrides, path)
+
+
+def _with_overrides(raw: Any, overrides: list[str] | tuple[str, ...], origin: str | Path) -> Params:
+    """``raw`` (a parsed file, or {} for the defaults) with the overrides applied, validated; errors name ``origin``."""
     for item in overrides:
         raw = apply_override(raw, item)
     try:
         return params_from_dict(raw)
     except StvmError as err:
-        where = f"{path} with --set {' --set '.join(overrides)}" if overrides else path
+        where = f"{origin} with --set {' --set '.join(overrides)}" if overrides else origin
         raise StvmError(where, err.problem) from None
 
 

@@ -167,3 +167,27 @@ def test_deeplabv3_checkpoints_predict_too(tmp_path, capsys, arch):
     assert out["predicted"] == 2
     assert sorted(p.name for p in (tmp_path / "pred").iterdir()) == [
         "color", "confidence", "overlay", "pred", "predict.json"]
+
+
+def test_predict_says_once_the_training_size_and_what_it_does_with_other_sizes(tmp_path, capsys):
+    jpeg_frames(tmp_path / "frames", 4)  # 40x24, 36x30, 50x20, 44x28
+    torch.manual_seed(0)
+    trained = tmp_path / "trained.pt"
+    save_model_checkpoint(build_model("deeplabv2_r18", 19), trained, protocol=19, stage="test", init="random",
+                          input_size=[40, 24])
+    imported = random_model(tmp_path / "imported.pt")  # records no training size
+    base = ["predict", "--set", "common.threads=1", "--device", "cpu", "--images", str(tmp_path / "frames")]
+    assert main([*base, "--quiet", "--model", str(trained), "--out", str(tmp_path / "p1")]) == 0
+    assert capsys.readouterr().err.splitlines() == [  # a warning: printed even with --quiet
+        f"stvm predict: warning: {trained} was trained on 40x24 frames; 3 of 4 frames here are another size "
+        "(36x30, 44x28, 50x20) and are segmented at their own size, not resized (objects at another scale than in "
+        "training may segment worse; `stvm prepare` resizes frames to 40x24)"]
+    record = json.loads((tmp_path / "p1/predict.json").read_text())
+    assert record["training_size"] == [40, 24] and record["other_size_frames"] == 3
+    assert main([*base, "--model", str(imported), "--out", str(tmp_path / "p2")]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == f"stvm predict: {imported} records no training size (imported?); each frame is segmented at " \
+                     "its own size"
+    assert sum("training size" in line for line in err) == 1  # once, then the progress
+    assert main([*base, "--quiet", "--model", str(imported), "--out", str(tmp_path / "p3")]) == 0
+    assert capsys.readouterr().err == ""  # a note, silenced by --quiet

@@ -1,4 +1,5 @@
-"""`prepare --dataset folder`: a user's own images (nested PNG/JPEG, any size), optional labels."""
+"""`prepare --dataset folder`: a user's own images (nested PNG/JPEG, any size), optional labels, and
+what prepare does with frames of another aspect ratio (stretch with a warning, crop, pad)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 
 from stvm.cli import main
+from stvm.data.convert import PAD_RGB, fit_aspect
 from stvm.data.prepare import prepare_dataset
 from stvm.data.readers import tree_stems
 from stvm.errors import StvmError
@@ -163,3 +165,69 @@ def test_role_takes_labels_from_params(tmp_path, capsys):
     printed = json.loads(capsys.readouterr().out)
     assert printed["counts"] == {"train": 2, "val": 2}
     assert json.loads((tmp_path / "out/manifest.json").read_text())["label_encoding"] == "trainids"
+
+
+# --- frames of another aspect ratio: stretched with a warning, or cropped or padded (issue 26, item 6) -----
+
+def test_fit_aspect_crops_and_pads_at_the_frames_own_resolution():
+    wide = np.arange(6 * 12).reshape(6, 12)  # 2:1 into a square
+    assert np.array_equal(fit_aspect(wide, (4, 4), "crop", 0), wide[:, 3:9])
+    padded = fit_aspect(wide, (4, 4), "pad", -1)
+    assert padded.shape == (12, 12) and np.array_equal(padded[3:9], wide)
+    assert (padded[:3] == -1).all() and (padded[9:] == -1).all()
+    tall = np.arange(12 * 6 * 3).reshape(12, 6, 3)  # 1:2 into 2:1
+    assert np.array_equal(fit_aspect(tall, (8, 4), "crop", 0), tall[4:7])
+    padded = fit_aspect(tall, (8, 4), "pad", (1, 2, 3))
+    assert padded.shape == (12, 24, 3) and np.array_equal(padded[:, 9:15], tall) and (padded[:, :9] == (1, 2, 3)).all()
+    assert fit_aspect(wide, (4, 4), "stretch", 0) is wide
+    near = np.zeros((50, 100))
+    assert fit_aspect(near, (201, 100), "crop", 0) is near  # within rounding (0.5%): left as it is
+
+
+def _params(tmp_path: Path, width: int, height: int) -> str:
+    path = tmp_path / "params.yaml"
+    path.write_text(f"prepare: {{width: {width}, height: {height}, workers: 1}}\n")
+    return str(path)
+
+
+def test_stretched_frames_are_counted_in_one_warning_even_when_quiet(tmp_path, capsys):
+    write_frames(tmp_path / "frames")  # 2 of 40x24, 4 of other shapes
+    code = main(["prepare", "--quiet", "--params", _params(tmp_path, 40, 24), "--dataset", "folder", "--root",
+                 str(tmp_path / "frames"), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert err.splitlines() == ["stvm prepare: warning: 4 of 6 train frames have another aspect ratio than 40x24 and "
+                                "were stretched to it (--aspect crop or pad, or prepare.aspect, keeps the ratio)"]
+    manifest = json.loads((tmp_path / "out/manifest.json").read_text())
+    assert manifest["aspect"] == "stretch" and manifest["splits"]["train"]["other_aspect"] == 4
+
+
+def _striped(root: Path) -> None:
+    """One 60x20 PNG frame in three vertical stripes (red, green, blue) and its trainId label (0, 1, 2)."""
+    img, lab = np.zeros((20, 60, 3), np.uint8), np.zeros((20, 60), np.uint8)
+    for i, colour in enumerate(((255, 0, 0), (0, 255, 0), (0, 0, 255))):
+        img[:, 20 * i: 20 * (i + 1)], lab[:, 20 * i: 20 * (i + 1)] = colour, i
+    (root / "labels").mkdir(parents=True)
+    cv2.imwrite(str(root / "f.png"), img[..., ::-1])
+    cv2.imwrite(str(root / "labels/f.png"), lab)
+
+
+@pytest.mark.parametrize("aspect", ["crop", "pad"])
+def test_crop_and_pad_keep_the_ratio_of_image_and_labels_alike(tmp_path, capsys, aspect):
+    _striped(tmp_path / "raw")
+    args = ["prepare", "--params", _params(tmp_path, 10, 10), "--dataset", "folder", "--root", str(tmp_path / "raw"),
+            "--labels", str(tmp_path / "raw/labels"), "--label-encoding", "trainids", "--aspect", aspect]
+    assert main([*args, "--out", str(tmp_path / "out")]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1].startswith("stvm prepare: 1 of 1 train, 1 of 1 val frames have another aspect ratio than 10x10: "
+                              + ("centre-cropped" if aspect == "crop" else "padded"))
+    image = cv2.imread(str(tmp_path / "out/train/images/f.png"))[..., ::-1]
+    label = cv2.imread(str(tmp_path / "out/val/labels/f.png"), cv2.IMREAD_UNCHANGED)  # full resolution
+    if aspect == "crop":  # the middle 20x20: green, class 1
+        assert (image == (0, 255, 0)).all() and label.shape == (20, 20) and (label == 1).all()
+    else:  # 60x60: the frame in rows 20..39, ImageNet-mean image and ignored label above and below
+        assert label.shape == (60, 60) and (label[:20] == 255).all() and (label[40:] == 255).all()
+        assert np.array_equal(label[20:40], cv2.imread(str(tmp_path / "raw/labels/f.png"), cv2.IMREAD_UNCHANGED))
+        assert (image[0] == PAD_RGB).all() and (image[-1] == PAD_RGB).all()
+    assert main([*args, "--quiet", "--out", str(tmp_path / "quiet")]) == 0
+    assert capsys.readouterr().err == ""  # a crop or pad is a note, not a warning

@@ -3,7 +3,9 @@
 One task reads a raw image (and label), records the sha256 of every byte it read, remaps the label
 to trainIds, resizes both and writes the PNGs; the pool (``spawn``, so a worker never inherits a
 parent's state) runs them and turns a worker's failure into the ``StvmError`` naming the file.
-``stvm.data.prepare`` plans the tasks and writes the manifest around them.
+``stvm.data.prepare`` plans the tasks and writes the manifest around them. A frame of another aspect
+ratio than the output size is stretched, centre-cropped or padded (``aspect``, ``fit_aspect``) at its
+own resolution, before the resize, so its label (full resolution or resized) keeps the same geometry.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from stvm.data.images import read_bytes, write_png
+from stvm.data.images import IMAGENET_MEAN, read_bytes, write_png
 from stvm.data.labels import CLASS_NAMES, ID_TO_TRAINID, IGNORE
 from stvm.data.readers import Sample, decode_image, decode_label
 from stvm.errors import StvmError
@@ -40,6 +42,36 @@ class Task:
     mismatch: str
     label_root: Path  # label paths in the manifest are relative to it, after label_prefix
     label_prefix: str = ""
+    aspect: str = "stretch"  # a frame of another aspect ratio: stretch, crop or pad (ASPECTS)
+
+
+ASPECTS = ("stretch", "crop", "pad")
+ASPECT_TOLERANCE = 0.01  # a resize that scales x and y within 1% of each other keeps the aspect (rounding)
+PAD_RGB = tuple(round(255 * float(v)) for v in IMAGENET_MEAN)  # normalises to zero: padding adds no signal
+
+
+def other_aspect(width: int, height: int, size: tuple[int, int]) -> bool:
+    """Whether resizing a ``width`` x ``height`` frame to ``size`` would change its aspect ratio."""
+    return abs((size[0] / width) / (size[1] / height) - 1.0) > ASPECT_TOLERANCE
+
+
+def fit_aspect(arr: np.ndarray, size: tuple[int, int], mode: str, fill: Any) -> np.ndarray:
+    """``arr`` (HxW or HxWxC) centre-cropped (``crop``) or padded with ``fill`` (``pad``) at its own
+    resolution to the aspect ratio of ``size`` = (W, H); unchanged for ``stretch`` or a fitting frame."""
+    h, w = arr.shape[:2]
+    if mode == "stretch" or not other_aspect(w, h, size):
+        return arr
+    ratio, wide = size[0] / size[1], w / h > size[0] / size[1]
+    if mode == "crop":
+        nw, nh = (max(1, round(h * ratio)), h) if wide else (w, max(1, round(w / ratio)))
+        x0, y0 = (w - nw) // 2, (h - nh) // 2
+        return arr[y0: y0 + nh, x0: x0 + nw]
+    nw, nh = (w, round(w / ratio)) if wide else (round(h * ratio), h)
+    out = np.empty((nh, nw, *arr.shape[2:]), arr.dtype)
+    out[...] = fill
+    y0, x0 = (nh - h) // 2, (nw - w) // 2
+    out[y0: y0 + h, x0: x0 + w] = arr
+    return out
 
 
 def _resize_image(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -84,6 +116,7 @@ def _convert(task: Task) -> dict[str, Any]:
         "hist": None,
         "resized": None,
         "skipped": None,
+        "other_aspect": other_aspect(w, h, task.size),
     }
     label = None
     if s.label is not None:
@@ -98,12 +131,13 @@ def _convert(task: Task) -> dict[str, Any]:
                 return result
             raw = _resize_label(raw, (w, h))
             result["resized"] = problem
-        label = ID_TO_TRAINID[task.encoding][raw]
+        label = fit_aspect(ID_TO_TRAINID[task.encoding][raw], task.size, task.aspect, IGNORE)
         if task.resize_label:
             label = _resize_label(label, task.size)
         counts = np.bincount(label.ravel(), minlength=256)
         result["hist"] = [int(c) for c in counts[: len(CLASS_NAMES)]] + [int(counts[IGNORE])]
     split_dir = task.out / task.split
+    image = fit_aspect(image, task.size, task.aspect, PAD_RGB)
     write_png(split_dir / "images" / f"{s.stem}.png", _resize_image(image, task.size))
     if label is not None:
         write_png(split_dir / "labels" / f"{s.stem}.png", label)

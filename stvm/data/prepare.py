@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from stvm.data.convert import Task, run_tasks
+from stvm.data.convert import ASPECTS, Task, run_tasks
 from stvm.data.labels import CLASS_NAMES, ID_TO_TRAINID
 from stvm.data.readers import (
     NTHU_CITIES,
@@ -51,12 +51,11 @@ def _check_args(
     eval_label_size: str,
     holdout: int,
     mismatch: str,
+    aspect: str = "stretch",
 ) -> str | None:
     """Validate the parameters; return the canonical NTHU city name (None for other datasets)."""
     if dataset not in DATASETS:
-        raise StvmError(
-            None, f"unknown dataset {dataset!r} (expected one of {', '.join(DATASETS)})"
-        )
+        raise StvmError(None, f"unknown dataset {dataset!r} (expected one of {', '.join(DATASETS)})")
     ints = (
         isinstance(size, (tuple, list))
         and len(size) == 2
@@ -69,9 +68,9 @@ def _check_args(
     if eval_label_size not in EVAL_LABEL_SIZES:
         raise StvmError(None, f"eval_label_size must be 'full' or 'train', got {eval_label_size!r}")
     if mismatch not in MISMATCH_POLICIES:
-        raise StvmError(
-            None, f"mismatch must be one of {', '.join(MISMATCH_POLICIES)}, got {mismatch!r}"
-        )
+        raise StvmError(None, f"mismatch must be one of {', '.join(MISMATCH_POLICIES)}, got {mismatch!r}")
+    if aspect not in ASPECTS:
+        raise StvmError(None, f"aspect must be one of {', '.join(ASPECTS)}, got {aspect!r}")
     if holdout < 0 or (holdout and dataset not in ("gta5", "synthia")):
         raise StvmError(
             None,
@@ -79,9 +78,7 @@ def _check_args(
         )
     if dataset != "nthu":
         if city is not None:
-            raise StvmError(
-                None, f"city only applies to the nthu dataset (got {city!r} for {dataset})"
-            )
+            raise StvmError(None, f"city only applies to the nthu dataset (got {city!r} for {dataset})")
         return None
     canonical = {c.lower(): c for c in NTHU_CITIES}.get(str(city).lower())
     if canonical is None:
@@ -164,6 +161,7 @@ def _split_summary(
     skipped = [{"stem": r["stem"], "reason": r["skipped"]} for r in results if r["skipped"]]
     summary["resized_labels"] = {"count": len(resized), "items": resized}
     summary["skipped"] = {"count": len(skipped), "items": skipped}
+    summary["other_aspect"] = sum(1 for r in kept if r["other_aspect"])  # stretched, cropped or padded: settings
     return summary
 
 
@@ -207,7 +205,7 @@ def _prepare_into(
         tasks += [
             Task(
                 split, s, root, tmp, encoding, size, resize_label, settings["mismatch"],
-                label_root, label_prefix,
+                label_root, label_prefix, settings["aspect"],
             )
             for s in samples
         ]
@@ -254,6 +252,7 @@ def prepare_dataset(
     holdout: int = 0,
     city: str | None = None,
     mismatch: str = "resize",
+    aspect: str = "stretch",
     labels: Path | None = None,
     label_encoding: str = "cityscapes",
     workers: int = 2,
@@ -266,10 +265,12 @@ def prepare_dataset(
     ``city``; folder takes every PNG/JPEG under ``root``, and optional ``labels`` in
     ``label_encoding``, see ``readers.folder_samples``). ``holdout`` moves the last N sorted gta5/synthia stems to ``val``. ``mismatch``
     decides what an image/label size mismatch does: resize the label (nearest; real GTA5 has a few
-    1914x1046 frames), skip the pair, or error. Any bad input raises ``StvmError`` and writes
+    1914x1046 frames), skip the pair, or error. ``aspect`` decides what a frame of another aspect ratio
+    than ``size`` does: stretch, centre-crop or pad (``convert.fit_aspect``; the manifest counts them per
+    split, ``other_aspect``). Any bad input raises ``StvmError`` and writes
     nothing at ``out`` (an existing empty directory tree is accepted and left as it was).
     """
-    city = _check_args(dataset, city, size, eval_label_size, holdout, mismatch)
+    city = _check_args(dataset, city, size, eval_label_size, holdout, mismatch, aspect)
     _check_folder_args(dataset, labels, label_encoding)
     root, out = Path(root), Path(out)
     labels = None if labels is None else Path(labels)
@@ -281,6 +282,7 @@ def prepare_dataset(
         "eval_label_size": eval_label_size,
         "holdout": holdout,
         "mismatch": mismatch,
+        "aspect": aspect,
     }
     if dataset == "folder":
         settings |= {"labels": None if labels is None else str(labels), "label_encoding": label_encoding}

@@ -9,7 +9,9 @@ Output (flat names as ``prepare --dataset folder`` gives them: ``cam1/f001.jpg``
     out/reliability/<stem>.png  with maps, when the checkpoint carries M: Eq. 4 reliability, x255
     out/predict.json            model sha256, settings, counts, wall time
 
-Inference is ``stvm.evaluate.inference.predict_logits`` (the evaluate stage's MST/flip); images of
+Every frame is segmented at its own size; predict says once what size the model was trained at and
+how many frames differ (``size_note``; recorded in ``predict.json``). Inference is
+``stvm.evaluate.inference.predict_logits`` (the evaluate stage's MST/flip); images of
 equal size are batched. Every file is written atomically, ``pred/`` last, and each ``pred/`` PNG
 records the sha256 of the image bytes it was predicted from (a ``tEXt`` chunk): a rerun skips an
 image only when all its outputs exist and its bytes are unchanged, so an interrupted run loses
@@ -23,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -79,14 +81,38 @@ def _read(path: Path) -> tuple[np.ndarray, str]:
     return decode_image(data, path), hashlib.sha256(data).hexdigest()
 
 
-def _batches(images: dict[str, Path], todo: list[str], batch_size: int) -> Iterator[list[tuple[str, np.ndarray, str]]]:
+def _batches(images: dict[str, Path], sizes: dict[str, tuple[int, int]], todo: list[str],
+             batch_size: int) -> Iterator[list[tuple[str, np.ndarray, str]]]:
     """The images still to do, grouped by size into batches of at most ``batch_size``, read lazily."""
     by_size: dict[tuple[int, int], list[str]] = {}
     for stem in todo:
-        by_size.setdefault(_image_size(images[stem]), []).append(stem)
+        by_size.setdefault(sizes[stem], []).append(stem)
     for group in by_size.values():
         for i in range(0, len(group), batch_size):
             yield [(stem, *_read(images[stem])) for stem in group[i: i + batch_size]]
+
+
+def training_size(meta: dict) -> tuple[int, int] | None:
+    """The (W, H) a checkpoint records it was trained at (None for an imported model)."""
+    size = meta.get("input_size")
+    return (int(size[0]), int(size[1])) if isinstance(size, (list, tuple)) and len(size) == 2 else None
+
+
+def size_note(model_path: Path, trained: tuple[int, int] | None, sizes: dict[str, tuple[int, int]]) -> tuple[str, bool]:
+    """The one line predict says about frame sizes (the model's training size, from its checkpoint,
+    and what is done with frames of another size), and whether it is a warning (some differ)."""
+    if trained is None:
+        return (f"{model_path} records no training size (imported?); each frame is segmented at its "
+                "own size", False)
+    other = sorted({s for s in sizes.values() if s != trained})
+    w, h = trained
+    if not other:
+        return f"{model_path} was trained on {w}x{h} frames, the size of every frame here", False
+    count = sum(1 for s in sizes.values() if s != trained)
+    shown = ", ".join(f"{a}x{b}" for a, b in other[:3]) + (", ..." if len(other) > 3 else "")
+    return (f"{model_path} was trained on {w}x{h} frames; {count} of {len(sizes)} frames here are another "
+            f"size ({shown}) and are segmented at their own size, not resized (objects at another scale than "
+            f"in training may segment worse; `stvm prepare` resizes frames to {w}x{h})", True)
 
 
 def _outputs(out: Path, stem: str, maps: list[str]) -> list[Path]:
@@ -134,11 +160,13 @@ def predict_folder(
     device: str = "auto",
     overwrite: bool = False,
     show_progress: bool = True,
+    note: Callable[[str, bool], None] | None = None,
 ) -> dict[str, Any]:
     """Predict every PNG/JPEG under ``images`` (nested) into ``out``; return the summary it records.
 
     ``scales``/``flip`` are the evaluate stage's MST options; ``maps`` also writes the confidence
     map and, when the checkpoint carries M, the reliability map. Finished images are skipped.
+    ``note`` receives ``size_note`` once, before any prediction (the line and whether it is a warning).
     """
     t0 = time.perf_counter()
     model_path, images, out = Path(model_path), Path(images), Path(out)
@@ -158,10 +186,14 @@ def predict_folder(
     kinds = (["confidence"] + (["reliability"] if nets.metric is not None else [])) if maps else []
     run = {"model_sha256": file_sha256(model_path), "scales": [float(s) for s in scales], "flip": bool(flip),
            "maps": kinds}
+    sizes = {stem: _image_size(path) for stem, path in found.items()}  # headers only
+    trained = training_size(nets.meta)
+    if note is not None:
+        note(*size_note(model_path, trained, sizes))
     _claim(out, run, overwrite)
     todo = [s for s in found if not _done(out, s, found[s], kinds)]
     with ProgressBar(len(todo), "predict", enabled=show_progress) as bar, torch.inference_mode(), autocast(dev):
-        for batch in _batches(found, todo, batch_size):
+        for batch in _batches(found, sizes, todo, batch_size):
             x = torch.stack([normalize(img) for _, img, _ in batch]).to(dev)
             prob = predict_logits(nets.model, x, tuple(x.shape[-2:]), scales, flip)
             preds = to_trainid[prob.argmax(dim=1)].to(torch.uint8).cpu().numpy()
@@ -171,6 +203,8 @@ def predict_folder(
     seconds = time.perf_counter() - t0
     summary = {"run": run, "model": str(model_path), "finished": True, "images": len(found), "predicted": len(todo),
                "skipped": len(found) - len(todo), "device": str(dev), "wall_seconds": round(seconds, 2),
-               "teacher": nets.teacher is not None, "metric_head": nets.metric is not None}
+               "teacher": nets.teacher is not None, "metric_head": nets.metric is not None,
+               "training_size": list(trained) if trained else None,
+               "other_size_frames": sum(1 for s in sizes.values() if s != trained) if trained else None}
     write_json(out / "predict.json", summary)
     return summary
