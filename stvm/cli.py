@@ -294,13 +294,16 @@ def cmd_params(args: argparse.Namespace) -> int:
 
 
 def cmd_deps(args: argparse.Namespace) -> int:
-    from stvm.deps import stage_code, sync
+    from stvm.deps import rule_problems, stage_code, sync
 
     if args.write or args.check:
         stale = sync(Path.cwd(), write=args.write)
         for path in stale if args.check or not args.quiet else []:
             print(f"{path}: code dependencies {'rewritten' if args.write else 'out of date'}", file=sys.stderr)
-        return 1 if stale and args.check else 0
+        problems = rule_problems(Path.cwd())  # the rules compute theirs: nothing to write, only to name
+        for problem in problems:
+            print(f"workflow/rules: {problem}", file=sys.stderr)
+        return 1 if (stale and args.check) or problems else 0
     for command in args.command_names:
         print("\n".join(stage_code(command)))
     return 0

@@ -274,7 +274,8 @@ def _tools(command: Command) -> None:
             "parameter with its default and meaning.")
 
     sp = command("deps", "Code files each stage command imports (the DAG files' code dependencies); --write "
-                 "rewrites dvc.yaml and workflow/rules/*.smk in place.", params=False)
+                 "rewrites dvc.yaml's in place (the Snakemake rules compute theirs when parsed).", params=False)
     sp.add_argument("command_names", nargs="*", metavar="COMMAND", help="stage command(s), e.g. adapt")
-    sp.add_argument("--write", action="store_true", help="rewrite dvc.yaml and workflow/rules/*.smk code entries")
-    sp.add_argument("--check", action="store_true", help="exit 1 if dvc.yaml or a rules file is out of date")
+    sp.add_argument("--write", action="store_true", help="rewrite dvc.yaml's code entries")
+    sp.add_argument("--check", action="store_true", help="exit 1 if dvc.yaml's code entries are out of date or a "
+                    "Snakemake rule computes its code for another command than it runs")

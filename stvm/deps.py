@@ -7,14 +7,16 @@ package ``__init__.py`` files on the way and the data files a module ships in th
 name (``stvm/report/paper.py`` -> ``stvm/report/paper/*.csv``). Over-approximate on purpose: a file
 that may run is a dependency.
 
-``stvm deps --write`` rewrites the code entries of ``dvc.yaml`` (``deps:``, the ``stvm/`` lines) and
-of ``workflow/rules/*.smk`` (``code=[...]`` inputs) from this; ``stvm deps --check`` (and
-``tests/test_deps.py``) fail when either file differs, so the DAG files never drift from the code.
+``dvc.yaml`` is static YAML, so its code entries (``deps:``, the ``stvm/`` lines) are generated:
+``stvm deps --write`` rewrites them, ``stvm deps --check`` (and ``tests/test_deps.py``) fail when they
+differ. The Snakemake rules hold no list: each computes ``code=stage_code("<command>")`` at parse time
+(``workflow/rules/common.smk``); ``--check`` fails when a rule names another command than it runs.
 """
 
 from __future__ import annotations
 
 import ast
+import functools
 import re
 from pathlib import Path
 
@@ -78,10 +80,22 @@ def closure(start: set[str], root: Path = ROOT) -> set[Path]:
         path = module_file(name, root)
         if name in ENTRY:
             continue
-        tree = ast.parse(path.read_text(), str(path))
-        todo |= {p for n in _imports([tree], name, path.name == "__init__.py", root) for p in _with_parents(n)} - seen
+        todo |= {p for n in _file_imports(path, name, root) for p in _with_parents(n)} - seen
     files = {module_file(n, root) for n in seen}
     return files | {d for f in files for d in _data_files(f)}
+
+
+def _file_imports(path: Path, name: str, root: Path) -> frozenset[str]:
+    """``_imports`` of a whole module file, parsed once per version of the file (the Snakemake rules ask
+    for every stage's code at parse time, and the stages share most of their modules)."""
+    stat = path.stat()
+    return _parsed_imports(path, name, root, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed_imports(path: Path, name: str, root: Path, _mtime_ns: int, _size: int) -> frozenset[str]:
+    tree = ast.parse(path.read_text(), str(path))
+    return frozenset(_imports([tree], name, path.name == "__init__.py", root))
 
 
 def _data_files(module: Path) -> set[Path]:
@@ -144,30 +158,37 @@ def rewrite_dvc(text: str, root: Path = ROOT) -> str:
     return "\n".join(out) + "\n"
 
 
-def rewrite_smk(text: str, root: Path = ROOT) -> str:
-    """A Snakemake rules file with every rule's ``code=[...]`` input set to its stage code."""
-    rules = re.split(r"(?m)^(?=rule \w+:)", text)
-    for k, rule in enumerate(rules):
-        m = CMD.search(rule)
-        if m and "code=[" in rule:
-            entries = "".join(f'            "{p}",\n' for p in stage_code(m.group(1), root))
-            rules[k] = re.sub(r"code=\[.*?\],\n", lambda _: f"code=[\n{entries}        ],\n", rule, count=1, flags=re.S)
-    return "".join(rules)
+RULE_CODE = re.compile(r'code=stage_code\("(\w+)"\)')
 
 
-def dag_files(project: Path) -> list[Path]:
-    """The DAG declarations that carry code dependencies: dvc.yaml and the Snakemake rules files."""
-    return [project / "dvc.yaml", *sorted((project / "workflow" / "rules").glob("*.smk"))]
+def rule_commands(project: Path) -> dict[str, tuple[str, str | None]]:
+    """Rule name -> (the stvm command its shell runs, the command its ``code`` input is computed for, or
+    None) for every rule of ``workflow/rules/*.smk`` that runs ``python -m stvm``."""
+    out = {}
+    blocks = (b for p in sorted((project / "workflow" / "rules").glob("*.smk"))
+              for b in re.split(r"(?m)^(?=rule \w+:)", p.read_text()))
+    for block in blocks:
+        name, run = re.match(r"rule (\w+):", block), CMD.search(block)
+        if name and run:
+            code = RULE_CODE.search(block)
+            out[name.group(1)] = (run.group(1), code.group(1) if code else None)
+    return out
+
+
+def rule_problems(project: Path) -> list[str]:
+    """Rules whose ``code`` input is missing or computed for another command than the one they run."""
+    return [f"rule {rule}: runs stvm {run} but its code input is "
+            + (f'stage_code("{code}")' if code else 'not stage_code("...")')
+            for rule, (run, code) in sorted(rule_commands(project).items()) if code != run]
 
 
 def sync(project: Path, write: bool, root: Path = ROOT) -> list[Path]:
-    """Files whose code dependencies are out of date (rewritten when ``write``)."""
-    stale = []
-    for path in dag_files(project):
-        text = path.read_text()
-        new = rewrite_dvc(text, root) if path.suffix == ".yaml" else rewrite_smk(text, root)
-        if new != text:
-            stale.append(path)
-            if write:
-                path.write_text(new)
-    return stale
+    """``dvc.yaml`` when its code dependencies are out of date (rewritten when ``write``), else []."""
+    path = project / "dvc.yaml"
+    text = path.read_text()
+    new = rewrite_dvc(text, root)
+    if new == text:
+        return []
+    if write:
+        path.write_text(new)
+    return [path]

@@ -1,4 +1,4 @@
-"""Code dependencies: dvc.yaml and every Snakemake rule list exactly the stvm files their command imports."""
+"""Code dependencies: dvc.yaml lists, and every Snakemake rule computes, exactly the stvm files its command imports."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from stvm.cli import main
-from stvm.deps import ROOT, closure, command_modules, stage_code, sync
+from stvm.deps import ROOT, closure, command_modules, rule_commands, stage_code, sync
 
 CMD = re.compile(r"python -m stvm (\w+)")
 
@@ -26,15 +26,9 @@ def dvc_code_deps(project: Path) -> dict[str, tuple[str, set[str]]]:
 
 
 def smk_code_deps(project: Path) -> dict[str, tuple[str, set[str]]]:
-    """Rule name -> (command, declared stvm/ inputs) from workflow/rules/*.smk."""
-    text = "\n".join(p.read_text() for p in sorted((project / "workflow/rules").glob("*.smk")))
-    out = {}
-    for block in re.split(r"(?m)^(?=rule \w+:)", text):
-        m = re.match(r"rule (\w+):", block)
-        if m and CMD.search(block):
-            inputs = block[block.index("input:"): block.index("output:")]
-            out[m.group(1)] = (CMD.search(block).group(1), set(re.findall(r'"(stvm/[^"]+)"', inputs)))
-    return out
+    """Rule name -> (command its shell runs, the stvm/ files its ``code=stage_code(...)`` input resolves to)."""
+    return {rule: (run, set(stage_code(code, project)) if code else set())
+            for rule, (run, code) in rule_commands(project).items()}
 
 
 @pytest.mark.parametrize("reader", [dvc_code_deps, smk_code_deps], ids=["dvc", "snakemake"])
@@ -84,23 +78,37 @@ def _project_copy(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def test_check_catches_a_dependency_dropped_from_either_file(tmp_path, monkeypatch, capsys):
+def test_the_rules_hold_no_generated_list_and_each_computes_its_own_commands_code():
+    rules = rule_commands(ROOT)
+    assert {r: run for r, (run, _) in rules.items()} == {
+        "synth": "synth", "prepare": "prepare", "train_source": "train_source", "adabn": "adapt", "adapt": "adapt",
+        "evaluate_reference": "evaluate", "evaluate": "evaluate", "summary": "summary", "report": "report"}
+    assert all(code == run for run, code in rules.values())
+    for path in (ROOT / "workflow/rules").glob("*.smk"):
+        assert '"stvm/' not in path.read_text(), f"{path.name}: a literal code list"
+
+
+def test_check_catches_a_stale_dvc_yaml_and_a_rule_computing_another_commands_code(tmp_path, monkeypatch, capsys):
     project = _project_copy(tmp_path)
     assert sync(project, write=False) == []
     dvc = project / "dvc.yaml"
     text = dvc.read_text()
     at = text.index("\n  adapt:")  # drop the adapt stage's entry only
     dvc.write_text(text[:at] + text[at:].replace("      - stvm/loops.py\n", "", 1))
-    smk = project / "workflow/rules/train.smk"
-    smk.write_text(smk.read_text().replace('            "stvm/runtime.py",\n', ""))
+    smk = project / "workflow/rules/adapt.smk"
+    rules = smk.read_text()
+    at = rules.index("rule adabn:")  # adabn runs `stvm adapt`: its code is adapt's, not evaluate's
+    smk.write_text(rules[:at] + rules[at:].replace('stage_code("adapt")', 'stage_code("evaluate")', 1))
     assert "stvm/loops.py" not in dvc_code_deps(project)["adapt"][1]
-    assert sync(project, write=False) == [dvc, smk]
+    assert sync(project, write=False) == [dvc]
     monkeypatch.chdir(project)
     assert main(["deps", "--check"]) == 1
-    assert "dvc.yaml: code dependencies out of date" in capsys.readouterr().err
-    assert main(["deps", "--write"]) == 0
+    err = capsys.readouterr().err
+    assert "dvc.yaml: code dependencies out of date" in err
+    assert 'rule adabn: runs stvm adapt but its code input is stage_code("evaluate")' in err
+    assert main(["deps", "--write"]) == 1  # dvc.yaml rewritten; the rule is named, not rewritten
     assert "stvm/loops.py" in dvc_code_deps(project)["adapt"][1]
-    assert "stvm/runtime.py" in smk_code_deps(project)["train_source"][1]
+    smk.write_text(rules)
     assert main(["deps", "--check"]) == 0
 
 
