@@ -67,7 +67,7 @@ benchmark: $(STAMP)
 	$(PY) -m stvm benchmark --params configs/benchmark.yaml --out results/benchmark --jobs $(JOBS) $(if $(BUDGET),--budget $(BUDGET))
 
 # `make ablation`: every Table IV variant, 3 seeds, on the calibrated benchmark, as the DVC
-# experiment `synth_ablation` (installs the file as params.yaml like `make paper`; the report is
+# experiment `synth_ablation` (installs the file as params.yaml, as `make paper` does; the report is
 # results/report/; `git checkout params.yaml` brings the demo back).
 ablation: $(STAMP)
 	$(PY) -m stvm params --params $(BENCH) > /dev/null
@@ -125,11 +125,12 @@ lock:
 lock-cuda: $(STAMP)
 	$(PY) docker/make_constraints.py
 
-# Paper settings (configs/paper/<name>.yaml; docs/REPRODUCE.md). `make paper SETTING=gta5_dlv2`
-# validates the file, installs it as params.yaml (the one file every stage and both DAG tools read)
-# and runs the stages the setting needs as the DVC experiment <name> (`dvc exp show` compares them).
+# Paper settings (configs/paper/<name>.yaml, each an overlay of configs/paper/base.yaml; docs/REPRODUCE.md).
+# `make paper SETTING=gta5_dlv2` merges the setting over its base, validates it, writes the whole file
+# as params.yaml (`stvm params --out`: the one file every stage and both DAG tools read) and runs the
+# stages the setting needs as the DVC experiment <name> (`dvc exp show` compares them).
 # EXP_ARGS passes more flags, e.g. EXP_ARGS="-S 'seeds=[0,1,2,3,4]'" (then also set EXP_NAME).
-PAPER_SETTINGS := $(sort $(basename $(notdir $(wildcard configs/paper/*.yaml))))
+PAPER_SETTINGS := $(filter-out base,$(sort $(basename $(notdir $(wildcard configs/paper/*.yaml)))))
 PAPER_STAGES   := summary report
 EXP_NAME       ?= $(SETTING)
 EXP_ARGS       ?=
@@ -137,8 +138,7 @@ EXP_ARGS       ?=
 paper-params: $(STAMP)
 	@case " $(PAPER_SETTINGS) " in *" $(SETTING) "*) ;; \
 	  *) echo "make: SETTING must be one of: $(PAPER_SETTINGS)" >&2; exit 2 ;; esac
-	$(PY) -m stvm params --params configs/paper/$(SETTING).yaml > /dev/null
-	cp configs/paper/$(SETTING).yaml params.yaml
+	$(PY) -m stvm params --params configs/paper/$(SETTING).yaml --out params.yaml
 
 paper: paper-params
 	dvc exp run -n $(EXP_NAME) $(EXP_ARGS) $(PAPER_STAGES)

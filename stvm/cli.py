@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import signal
 import sys
 import threading
@@ -286,10 +287,18 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_params(args: argparse.Namespace) -> int:
-    from stvm.config import params_table
+    from stvm.config import params_mapping, params_table
+    from stvm.params_file import write_params_file
 
     _params(args)  # validate
-    print(params_table())
+    if args.out is None:
+        print(params_table())
+        return 0
+    refuse_overlap(args.out, [args.params])
+    command = shlex.join(["stvm", "params", *(["--params", str(args.params)] if args.params else []),
+                          *(x for item in args.overrides for x in ("--set", item)), "--out", str(args.out)])
+    write_params_file(params_mapping(args.params, args.overrides), args.out,
+                      f"Written by `{command}` (validated; any _base_ merged in): edit the source, not this file.")
     return 0
 
 

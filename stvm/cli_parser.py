@@ -270,8 +270,11 @@ def _tools(command: Command) -> None:
                     help="--stage threads: threads per process when controlled (default: common.threads)")
     sp.add_argument("--crop", type=number(int, lo=8, hi=MAX_SIDE), default=64, help="--stage threads: crop size (the demo's)")
 
-    command("params", "Validate the params file (or the built-in defaults, with --set applied) and print every "
-            "parameter with its default and meaning.")
+    sp = command("params", "Validate the params file (or the built-in defaults, with --set applied) and print every "
+                 "parameter with its default and meaning; with --out, write the validated file instead, merged "
+                 "over its _base_ (`make paper`: a configs/paper overlay as the params.yaml DVC tracks).")
+    sp.add_argument("--out", type=Path, help="write the params file here (its _base_ merged in, --set applied), "
+                    "not the table")
 
     sp = command("deps", "Code files each stage command imports (the DAG files' code dependencies); --write "
                  "rewrites dvc.yaml's in place (the Snakemake rules compute theirs when parsed).", params=False)

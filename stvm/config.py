@@ -22,12 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
-import yaml
-
 from stvm.errors import StvmError
 from stvm.overrides import apply_override
+from stvm.params_file import read_params_file
 from stvm.variants import VARIANTS
-from stvm.yamlsafe import BoundedLoader
 
 SEED_MAX = 2**32 - 1  # NumPy's seed range; torch and Python accept it too
 MAX_SIDE = 8192  # image sides (synth, prepare): stvm.limits.MAX_PIXELS is 8192 x 8192
@@ -337,36 +335,26 @@ def check_seed(seed: int, key: str) -> int:
 
 
 def load_params(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> Params:
-    """Read and validate a params.yaml file once, with ``--set section.key=value`` overrides applied
-    before the validation (so they are checked like the file); every error names the file and key.
-    ``path`` None: the built-in defaults (the dataclasses' own, the paper's), overrides applied alike."""
-    if path is None:
-        return _with_overrides({}, overrides, "the built-in defaults")
-    path = Path(path)
-    if not path.is_file():
-        raise StvmError(path, "params file not found" if not path.is_dir() else "is a directory, not a params file")
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except OSError as err:
-        raise StvmError(path, f"cannot read params file ({err.strerror or err})") from None
-    except UnicodeDecodeError as err:
-        raise StvmError(path, f"not UTF-8 text (byte {err.start}: {err.object[err.start:err.start + 1]!r})") from None
-    try:
-        raw = yaml.load(text, Loader=BoundedLoader) or {}  # noqa: S506 (a SafeLoader subclass)
-    except (yaml.YAMLError, RecursionError) as err:
-        raise StvmError(path, f"not valid YAML ({str(err).splitlines()[0][:200]})") from None
-    return _with_overrides(raw, overrides, path)
-
-
-def _with_overrides(raw: Any, overrides: list[str] | tuple[str, ...], origin: str | Path) -> Params:
-    """``raw`` (a parsed file, or {} for the defaults) with the overrides applied, validated; errors name ``origin``."""
-    for item in overrides:
-        raw = apply_override(raw, item)
+    """Read and validate a params file once (merged over its ``_base_``, ``stvm/params_file.py``), with
+    ``--set section.key=value`` overrides applied before the validation (so they are checked like the
+    file); every error names the file and key. ``path`` None: the built-in defaults (the dataclasses'
+    own, the paper's), overrides applied alike."""
+    raw = params_mapping(path, overrides)
     try:
         return params_from_dict(raw)
     except StvmError as err:
+        origin = "the built-in defaults" if path is None else path
         where = f"{origin} with --set {' --set '.join(overrides)}" if overrides else origin
         raise StvmError(where, err.problem) from None
+
+
+def params_mapping(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> Any:
+    """The mapping ``load_params`` validates: the file merged over its ``_base_`` ({} for None), the
+    overrides applied (``stvm params --out`` writes it)."""
+    raw = {} if path is None else read_params_file(path)
+    for item in overrides:
+        raw = apply_override(raw, item)
+    return raw
 
 
 def section_dict(section: Any) -> dict[str, Any]:

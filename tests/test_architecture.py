@@ -2,7 +2,7 @@
 
 Rooms, lowest first (a module may import its own room and the rooms below it):
   0 foundations   errors, limits, compat, io, digest, runtime, threads, progress, plots, overrides, yamlsafe,
-                  config, variants
+                  params_file, config, variants
   1 data          stvm.data.*  (readers, prepared datasets, PNG I/O, synthetic generator)
   2 models        stvm.models.*
   3 method        stvm.adapt.{augment,batchnorm,classmix,losses,metric,teacher} (equations, building
@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ROOMS = {
     "foundations": (0, ["stvm", "stvm.errors", "stvm.limits", "stvm.compat", "stvm.io", "stvm.digest",
                         "stvm.runtime", "stvm.threads", "stvm.progress", "stvm.plots", "stvm.overrides", "stvm.yamlsafe",
-                        "stvm.config", "stvm.variants"]),
+                        "stvm.params_file", "stvm.config", "stvm.variants"]),
     "data": (1, ["stvm.data"]),
     "models": (2, ["stvm.models"]),
     "method": (3, ["stvm.adapt", "stvm.adapt.augment", "stvm.adapt.batchnorm", "stvm.adapt.classmix",

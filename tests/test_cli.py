@@ -64,8 +64,8 @@ def test_import_external_checkpoint_fails_clearly(tmp_path):
 
 # --- one convention on every command (issue 26, item 7) ----------------------------------------------
 
-WRITES_NOTHING = {"compare": "prints a table of DVC's experiments", "params": "prints the parameter table",
-                  "bench": "prints figures; its data are temporaries", "deps": "--write rewrites dvc.yaml in place"}
+WRITES_NOTHING = {"compare": "prints a table of DVC's experiments", "bench": "prints figures; its data are temporaries",
+                  "deps": "--write rewrites dvc.yaml in place"}
 
 
 def _subcommands() -> dict:

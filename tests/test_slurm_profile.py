@@ -8,6 +8,8 @@ from pathlib import Path
 
 import yaml
 
+from stvm.params_file import read_params_file
+
 ROOT = Path(__file__).resolve().parents[1]
 PROFILE = ROOT / "workflow/profiles/slurm/config.yaml"
 GPU_RULES = {"train_source", "adapt", "adabn", "evaluate", "evaluate_reference"}
@@ -40,7 +42,7 @@ def test_every_rule_has_memory_runtime_and_cpus_and_only_gpu_rules_get_a_gpu():
 def test_cpus_cover_the_paper_settings_workers():
     res = profile()["set-resources"]
     for path in sorted((ROOT / "configs/paper").glob("*.yaml")):
-        s = yaml.safe_load(path.read_text())
+        s = read_params_file(path)  # merged over configs/paper/base.yaml
         assert res["prepare"]["cpus_per_task"] >= s["prepare"]["workers"], path.name
         for rule in ("train_source", "adapt"):
             assert res[rule]["cpus_per_task"] >= s["common"]["num_workers"] + 1, (path.name, rule)

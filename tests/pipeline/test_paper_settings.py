@@ -1,10 +1,12 @@
-"""The paper settings (configs/paper/*.yaml): each validates, holds Section IV-B's values, and
-resolves to the same DAG in DVC and Snakemake. The DAG checks are dry runs in copies of the repo
-with the setting installed as params.yaml (what `make paper` does) and empty raw-data folders, so a
-typo in a setting, in dvc.yaml or in a rule cannot ship unnoticed."""
+"""The paper settings (configs/paper/<setting>.yaml, overlays of configs/paper/base.yaml): each holds
+only what differs from the base, validates merged over it, holds Section IV-B's values, and resolves
+to the same DAG in DVC and Snakemake. The DAG checks are dry runs in copies of the repo with the
+merged setting written as params.yaml (what `make paper` does) and empty raw-data folders, so a typo
+in a setting, in dvc.yaml or in a rule cannot ship unnoticed."""
 
 from __future__ import annotations
 
+import csv
 import re
 import shutil
 import subprocess
@@ -14,11 +16,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stvm.config import DataRole, load_params
+from stvm.config import DataRole, load_params, params_mapping
+from stvm.params_file import BASE_KEY, read_params_file, write_params_file
 from tests.pipeline.conftest import ROOT
 from tests.pipeline.test_dag_parity import snakemake_commands
 
-SETTINGS = sorted((ROOT / "configs/paper").glob("*.yaml"))
+BASE = ROOT / "configs/paper/base.yaml"
+SETTINGS = sorted(p for p in (ROOT / "configs/paper").glob("*.yaml") if p != BASE)
 CITIES = ("rome", "rio", "tokyo", "taipei")
 ARCH = {"dlv2": "deeplabv2_r101", "dlv3": "deeplabv3_r50"}
 # (source role, target role, protocol) per scenario (paper IV-A; NTHU Cross-City: one city each).
@@ -39,15 +43,52 @@ PAPER = {
     "evaluate": {"scales": [1.0], "flip": False},  # the "w/o MST" columns
 }
 
+# Table V (stvm/report/paper/): the sensitivity of each hyper-parameter; its best value is IV-B's.
+TABLE5 = {r"$\tau_{MOCM}$": "tau_mocm", "$N_{MOCM}$": "n_mocm", "$N_f$": "n_f", "$T$": "temperature",
+          "$q_M$": "q_m", r"$\alpha$": "alpha", r"$\beta$": "beta"}
+
+
+def table5_best() -> dict[str, float]:
+    """adapt key -> the value Table V scores best (IV-B's choice), read from the paper's CSV."""
+    rows = list(csv.reader((ROOT / "stvm/report/paper/table5_hyperparameters.csv").open()))[1:]
+    best = {}
+    for name, *cells in rows:
+        pairs = [tuple(float(x) for x in c.split(" / ")) for c in cells if c]
+        best[TABLE5[name]] = max(pairs, key=lambda vp: vp[1])[0]
+    return best
+
 
 def test_every_paper_setting_is_there():
     expected = {f"{s}_{a}" for s in SCENARIOS for a in ARCH}
     assert {p.stem for p in SETTINGS} == expected
 
 
+# What a setting may set over the base: its scenario (datasets, protocol, scoring size) and network.
+SETTING_KEYS = ("data.", "common.protocol", "prepare.eval_label_size", "train_source.arch")
+
+
+def leaves(tree: dict, prefix: str = "") -> dict[str, object]:
+    """Dotted key -> value of every non-mapping value in ``tree``."""
+    out = {}
+    for k, v in tree.items():
+        out |= leaves(v, f"{prefix}{k}.") if isinstance(v, dict) and v else {f"{prefix}{k}": v}
+    return out
+
+
+@pytest.mark.parametrize("path", SETTINGS, ids=lambda p: p.stem)
+def test_setting_is_an_overlay_holding_only_what_differs_from_the_base(path: Path):
+    overlay = yaml.safe_load(path.read_text())
+    assert overlay.pop(BASE_KEY) == BASE.name
+    base = leaves(yaml.safe_load(BASE.read_text()))
+    same = sorted(k for k, v in leaves(overlay).items() if k in base and base[k] == v)
+    assert not same, f"{path.name} repeats the base: {same}"
+    other = sorted(k for k in leaves(overlay) if not k.startswith(SETTING_KEYS))
+    assert not other, f"{path.name}: more than a scenario and a network: {other}"
+
+
 @pytest.mark.parametrize("path", SETTINGS, ids=lambda p: p.stem)
 def test_setting_validates_and_holds_the_papers_values(path: Path):
-    p = load_params(path)
+    p = load_params(path)  # merged over configs/paper/base.yaml
     scenario, arch = path.stem.rsplit("_", 1)
     source, target, protocol = SCENARIOS[scenario]
     assert (p.data.source, p.data.target, p.common.protocol) == (source, target, protocol)
@@ -55,7 +96,10 @@ def test_setting_validates_and_holds_the_papers_values(path: Path):
     for section, values in PAPER.items():
         got = {k: getattr(getattr(p, section), k) for k in values}
         assert got == values, f"{path.name}: {section}"
-    assert p.variants == ["STvM"] and p.common.device == "auto"
+    best = table5_best()
+    assert set(best) == set(TABLE5.values())
+    assert {k: getattr(p.adapt, k) for k in best} == best, f"{path.name}: not Table V's best values"
+    assert p.variants == ["STvM"] and p.common.device == "auto" and p.common.threads == 4
 
 
 def paper_stages() -> list[str]:
@@ -82,11 +126,12 @@ def base_copy(tmp_path_factory) -> Path:
 
 
 def install_setting(base: Path, setting: Path) -> Path:
-    """A copy of ``base`` with ``setting`` as params.yaml and empty folders for its raw datasets."""
+    """A copy of ``base`` with ``setting`` merged over its base as params.yaml (what `make paper`'s
+    `stvm params --out` writes) and empty folders for its raw datasets."""
     dst = base.parent / setting.stem
     shutil.copytree(base, dst, symlinks=True)
-    shutil.copy2(setting, dst / "params.yaml")
-    raw = yaml.safe_load(setting.read_text())
+    write_params_file(params_mapping(setting), dst / "params.yaml", f"{setting.name} merged over its base")
+    raw = read_params_file(setting)
     for role in raw["data"].values():
         (dst / role["root"]).mkdir(parents=True, exist_ok=True)
     return dst
@@ -121,7 +166,7 @@ def test_each_setting_resolves_to_the_same_dag_in_dvc_and_snakemake(base_copy: P
         dvc_cmds, keys = dvc_view(repo, paper_stages())
         assert dvc_cmds == snake[repo], (
             f"{setting.name}: only in dvc: {dvc_cmds - snake[repo]}\nonly in snakemake: {snake[repo] - dvc_cmds}")
-        raw = yaml.safe_load(setting.read_text())
+        raw = yaml.safe_load((repo / "params.yaml").read_text())  # plain YAML, as DVC and Snakemake read it
         missing = sorted(k for k in keys if not has_key(raw, k))
         assert not missing, f"{setting.name}: params the pipeline reads are missing: {missing}"
         for role in ("source", "target"):
