@@ -36,8 +36,8 @@ demo: $(STAMP)
 	$(PY) -m stvm summary
 	@echo "Report: $(abspath results/report/report.html)"
 
-# The calibrated synthetic benchmark (configs/synth_benchmark.yaml; README "Calibration" and "The
-# ablation on the calibrated benchmark"). `make calibrate`: the source-only model scored on held-out
+# The calibrated synthetic benchmark (configs/synth_benchmark.yaml; docs/BENCHMARKS.md "Calibration"
+# and "The ablation on the calibrated benchmark"). `make calibrate`: the source-only model scored on held-out
 # synthetic source frames and on the synthetic target val set; the summary's Δ is the domain gap
 # (outside DVC: a measurement, not a pipeline product).
 BENCH  := configs/synth_benchmark.yaml
@@ -56,7 +56,7 @@ calibrate: $(STAMP)
 	    --labels $(CAL)/prepared/target/val/labels --out $(CAL)/eval/on_target_val/seed0
 	$(PY) -m stvm summary --eval $(CAL)/eval
 
-# `make benchmark`: the benchmark (configs/benchmark.yaml; README "Benchmark"): phases geometry (each
+# `make benchmark`: the benchmark (configs/benchmark.yaml; docs/BENCHMARKS.md): phases geometry (each
 # head-geometry choice alone, source model and AdaBN), shift (bisected on Source, AdaBN and Oracle only,
 # then frozen), curves (mIoU against iterations, 6x the old budget) and, with BUDGET, Table IV at that
 # budget for every variant. Resumable (rerun to continue); prints where the time goes. Outside DVC.
@@ -78,7 +78,7 @@ ablation: $(STAMP)
 test: $(STAMP) $(SLURM_STAMP)
 	$(PY) -m pytest -q
 
-# Deployment (README "Deploy"; tools/deploy.sh). `make slurm-up`: a one-node SLURM cluster with
+# Deployment (docs/DEPLOY.md; tools/deploy.sh). `make slurm-up`: a one-node SLURM cluster with
 # accounting on this machine (root; tools/slurm_local.sh); `make slurm-profile`: the SLURM profile
 # fitted to it (build/slurm-local; `snakemake --profile build/slurm-local`).
 slurm-up:
@@ -107,7 +107,7 @@ sif:
 deploy-check: $(STAMP) $(SLURM_STAMP)
 	$(DEPLOY) tools/deploy.sh check
 
-# One prepared check of every CUDA path plus the paper-scale speed/memory figures (README "GPU check",
+# One prepared check of every CUDA path plus the paper-scale speed/memory figures (docs/REPRODUCE.md §10,
 # tools/gpu_check.py). Runs with the machine's own python/torch (no venv, no DVC/Snakemake needed):
 # `make gpu-check PYTHON=/path/to/python GPU_CHECK_ARGS="--out /tmp/gc"`; `GPU_CHECK_ARGS=--dry` on a CPU.
 PYTHON         ?= python3

@@ -201,7 +201,7 @@ def _own_data(command: Command) -> None:
                          "fresh random one (warns; train it before adapting)")
     sp.add_argument("--protocol", type=int, choices=[19, 16, 13],
                     help="class protocol (default common.protocol; stvm files keep theirs)")
-    sp.add_argument("--aspp-branches", type=int, choices=[1, 2, 3, 4], help="2 for AdaptSegNet checkpoints (see README)")
+    sp.add_argument("--aspp-branches", type=int, choices=[1, 2, 3, 4], help="2 for AdaptSegNet checkpoints (docs/REPRODUCE.md)")
 
     sp = command("predict", "Segment every PNG/JPEG under a folder at its own size (trainId, colour and overlay "
                  "PNGs; resumable); says once what size the model was trained at.")
@@ -246,7 +246,7 @@ def _tools(command: Command) -> None:
     sp.add_argument("-A", "--all-commits", action="store_true", help="experiments of all commits (dvc exp show -A)")
 
     sp = command("benchmark", "The synthetic benchmark: geometry table, a shift frozen from Source/AdaBN/Oracle, "
-                 "learning curves, then Table IV (resumable; README 'Benchmark'; needs a params file).")
+                 "learning curves, then Table IV (resumable; docs/BENCHMARKS.md; needs a params file).")
     sp.add_argument("--out", type=Path, default=Path("results/benchmark"), help="output folder (default: results/benchmark)")
     sp.add_argument("--phase", choices=["all", "geometry", "shift", "curves", "table"], default="all",
                     help="one phase, or all in order (the table only with --budget)")

@@ -4,8 +4,8 @@ Configuration flows one way: ``load_params`` reads the YAML file once, rejects u
 types and out-of-range values with an error naming the dotted key, and returns ``Params``. Library
 functions then receive one section (or plain arguments), never the file name.
 
-Field ``help`` metadata names the paper symbol and section where one exists; the README params table
-is generated from it (``python -m stvm params``).
+Field ``help`` metadata names the paper symbol and section where one exists; docs/PARAMS.md's table
+is generated from it (``python -m stvm params``; tests/test_config.py checks it).
 
 Why one file over 300 lines: it is the one table of every parameter (a dataclass per section with
 its default, range and help), and the loader that validates them; splitting the table would give a
@@ -52,7 +52,7 @@ class CommonParams:
     protocol: Literal[19, 16, 13] = _f(19, "Class protocol: 19 (GTA5), 16 (SYNTHIA, + mIoU* of 13), 13 (Cross-City).")
     num_workers: int = _f(0, "DataLoader worker processes.", min=0)
     threads: int = _f(1, "CPU threads per stage process (torch, OpenCV); Snakemake rules declare as many; "
-                         "the params alone decide: OMP_NUM_THREADS is overwritten (README 'Threads').", min=1)
+                         "the params alone decide: OMP_NUM_THREADS is overwritten (docs/OPERATIONS.md 'Threads').", min=1)
 
 
 @dataclass(frozen=True)
@@ -180,7 +180,7 @@ class AdaptParams:
     metric_input: Literal["teacher", "student"] = _f("teacher", "Whose F features feed M (paper: teacher).")
     bn_init: Literal["source", "target"] = _f(
         "target", "BN statistics adaptation starts from: re-estimated on the target train images (AdaBN) "
-        "or the source model's (open choice; README 'Open choices').")
+        "or the source model's (open choice; docs/METHOD.md 'Open choices').")
     bn_mode: Literal["train", "frozen"] = _f(
         "frozen", "Student BN: fixed running statistics (frozen, as the DeepLabV2 lineage at batch 2) or "
         "batch statistics updating the running ones (train; open choice).")
@@ -363,7 +363,7 @@ def section_dict(section: Any) -> dict[str, Any]:
 
 
 def params_table() -> str:
-    """Markdown table of every parameter, its default and its help text (for the README)."""
+    """Markdown table of every parameter, its default and its help text (docs/PARAMS.md)."""
     rows = ["| key | default | meaning |", "|---|---|---|"]
     for f in dataclasses.fields(Params):
         tp = typing.get_type_hints(Params)[f.name]

@@ -3,7 +3,7 @@
 Read once per process (``stvm.cli`` applies it right after loading the params). One rule for every
 engine: ``OMP_NUM_THREADS`` (and MKL's, OpenBLAS's) is overwritten with the param, so ``dvc repro``,
 ``snakemake`` (which exports its job's ``threads:``) and a shell with or without the variable run
-the same thread count and so compute the same numbers (README "Threads"). Without a count torch
+the same thread count and so compute the same numbers (docs/OPERATIONS.md "Threads"). Without a count torch
 starts one thread per core in every process, and concurrent jobs oversubscribe the CPU badly; for
 fewer threads set the param (``--set common.threads=1``, ``dvc exp run -S common.threads=1``,
 ``snakemake --config 'common={threads: 1}'``).

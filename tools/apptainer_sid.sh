@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Apptainer for a Debian 12 machine, which has no apptainer package: Debian unstable's (it needs
 # glibc >= 2.38) installed into a debootstrapped `sid` root, entered through a private mount
-# namespace and pivot_root, and run as an unprivileged user (README "Deploy").
+# namespace and pivot_root, and run as an unprivileged user (docs/DEPLOY.md).
 #
 #   sudo tools/apptainer_sid.sh setup           # once: debootstrap sid + apt-get install apptainer (~2 min)
 #   tools/bin/apptainer ARGS...                 # = this script's `exec`: apptainer ARGS in the sid root

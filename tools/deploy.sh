@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The deployment paths of README "Deploy", each run for real on this machine (the Makefile targets
+# The deployment paths of docs/DEPLOY.md, each run for real on this machine (the Makefile targets
 # image, sif and deploy-check call it):
 #   tools/deploy.sh image       docker build of docker/Dockerfile (BASE, IMAGE, CA_CERTS from the environment)
 #   tools/deploy.sh sif         the image as an Apptainer file (SIF, default build/stvm.sif)

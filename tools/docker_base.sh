@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A local Debian base image for `make image BASE=...` where no container registry can be reached
-# (README "Deploy"): debootstrap a minimal Debian 12 root from the Debian archive and import it.
+# (docs/DEPLOY.md): debootstrap a minimal Debian 12 root from the Debian archive and import it.
 #   tools/docker_base.sh [NAME]        # default NAME: stvm-base:bookworm
 # Needs root (debootstrap), docker and debootstrap (apt-get install docker.io debootstrap).
 # Idempotent: an existing image of that name is kept.

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A one-node SLURM cluster on this machine, for `snakemake --profile workflow/profiles/slurm` runs
-# that really go through sbatch (tests/pipeline/test_slurm.py, `make deploy-check`; README "Deploy"):
+# that really go through sbatch (tests/pipeline/test_slurm.py, `make deploy-check`; docs/DEPLOY.md):
 # munge, MariaDB, slurmdbd (so that `sacct`, which the Snakemake SLURM plugin reads job states
 # with, works), slurmctld and slurmd, with a slurm.conf generated for localhost from what
 # `slurmd -C` reports (CPUs, sockets, cores, memory) and one partition, "local".

@@ -37,7 +37,7 @@ ITERATIONS, CKPT_EVERY = 24, 3  # STvM long enough (tens of seconds) to be stopp
 
 def _missing() -> str | None:
     if shutil.which("sbatch") is None:
-        return "no sbatch on PATH: start a one-node cluster with `sudo tools/slurm_local.sh up` (README \"Deploy\")"
+        return "no sbatch on PATH: start a one-node cluster with `sudo tools/slurm_local.sh up` (docs/DEPLOY.md)"
     if subprocess.run(["bash", str(ROOT / "tools/slurm_local.sh"), "status"], capture_output=True).returncode != 0:
         return "SLURM is not running here: `sudo tools/slurm_local.sh up` starts it"
     if importlib.util.find_spec("snakemake_executor_plugin_slurm") is None:
