@@ -92,24 +92,37 @@ def source_prepared(out: Path) -> Path:
     return out / "source" / "prepared"
 
 
+def scaled(p: Params) -> list[int]:
+    """The head dilations at the paper's ratio of dilation to feature-map side, at this frame height."""
+    return list(scaled_dilations(p.train_source.arch, feature_side(p.train_source.arch, p.prepare.height)))
+
+
+def chosen_option(p: Params) -> str:
+    """The geometry option the params hold, both at full-height crops: ``crop`` (the paper's dilations)
+    or ``both`` (dilations scaled to the map); ``check_geometry`` allows no other."""
+    return "crop" if not p.train_source.head_dilations else "both"
+
+
 def source_model(out: Path, p: Params) -> Path:
-    """The benchmark's source model: the geometry option the params hold (``both``)."""
-    return out / "geometry" / "both" / "models" / "Source" / f"seed{p.source_seed}" / "model.pt"
+    """The benchmark's source model: the geometry phase's model of the option the params hold."""
+    return out / "geometry" / chosen_option(p) / "models" / "Source" / f"seed{p.source_seed}" / "model.pt"
 
 
 def geometry_options(p: Params) -> dict[str, tuple[str, ...]]:
-    """Each geometry choice alone, as overrides of the params (which hold both choices made)."""
-    paper, scaled = "train_source.head_dilations=[]", f"train_source.head_dilations={list(p.train_source.head_dilations)}"
+    """Each geometry choice alone, as overrides of the params: the paper's or scaled dilations, half- or
+    full-height crops (the params hold one of the two full-height options: ``chosen_option``)."""
+    paper, scale = "train_source.head_dilations=[]", f"train_source.head_dilations={scaled(p)}"
     half, full = f"train_source.crop={p.prepare.height // 2}", f"train_source.crop={p.prepare.height}"
-    return {"old": (paper, half), "dilations": (scaled, half), "crop": (paper, full), "both": (scaled, full)}
+    return {"old": (paper, half), "dilations": (scale, half), "crop": (paper, full), "both": (scale, full)}
 
 
 def check_geometry(p: Params) -> None:
-    """The params must hold the paper's rule at this size: full-height crops, dilations at the paper's ratio."""
-    side = feature_side(p.train_source.arch, p.prepare.height)
-    want = list(scaled_dilations(p.train_source.arch, side))
-    problems = [f"train_source.head_dilations {p.train_source.head_dilations} != {want} (the paper's ratio at a "
-                f"{side}-row map)"] * (list(p.train_source.head_dilations) != want)
+    """The params must hold the paper's crop rule at this size (full-height crops) and one of the two
+    dilation choices the geometry phase measures (the paper's, or scaled to the map's side)."""
+    want = scaled(p)
+    dil = list(p.train_source.head_dilations)
+    problems = [f"train_source.head_dilations {dil} is neither [] (the paper's) nor {want} (the paper's ratio at "
+                f"this map side)"] * (dil not in ([], want))
     problems += [f"{s}.crop {c} != prepare.height {p.prepare.height}" for s, c in
                  (("train_source", p.train_source.crop), ("adapt", p.adapt.crop)) if c != p.prepare.height]
     if problems:

@@ -18,6 +18,7 @@ from stvm.benchmark import (
     PHASES,
     check_geometry,
     check_params,
+    chosen_option,
     CLASS_IOU_MIN,
     FIRST_SHIFT,
     MAX_PROBES,
@@ -230,7 +231,7 @@ def run_phase(phase: str, p: Params, out: Path, params: Path, quiet: bool, budge
     if phase == "geometry":
         add(spent, run(geometry_steps(p, out), params, quiet, jobs))
         emit(out, "geometry.md", geometry_table(p, out))
-        text, ok = source_table(out / "geometry" / "both", p.source_seed)
+        text, ok = source_table(out / "geometry" / chosen_option(p), p.source_seed)
         emit(out, "source_model.md", text)
         return ok
     if phase == "shift":

@@ -29,13 +29,24 @@ def _variants(steps) -> set[str]:
 
 
 def test_the_benchmark_params_follow_the_papers_geometry(params) -> None:
-    benchmark.check_geometry(params)  # full-height crops, dilations at the paper's ratio to the map side
+    benchmark.check_geometry(params)  # full-height crops; the paper's dilations or the scaled ones
+    for dil, option in (([], "crop"), ([1, 2, 2, 3], "both")):  # the paper's ratio on a 9-row map
+        ts = dataclasses.replace(params.train_source, head_dilations=dil)
+        benchmark.check_geometry(dataclasses.replace(params, train_source=ts))
+        assert benchmark.chosen_option(dataclasses.replace(params, train_source=ts)) == option
     ts = dataclasses.replace(params.train_source, head_dilations=[6, 12, 18, 24])
-    with pytest.raises(StvmError, match=r"head_dilations \[6, 12, 18, 24\] != \[1, 2, 2, 3\]"):
+    with pytest.raises(StvmError, match=r"head_dilations \[6, 12, 18, 24\] is neither \[\] .* nor \[1, 2, 2, 3\]"):
         benchmark.check_geometry(dataclasses.replace(params, train_source=ts))
     ad = dataclasses.replace(params.adapt, crop=32)
     with pytest.raises(StvmError, match="adapt.crop 32 != prepare.height 64"):
         benchmark.check_geometry(dataclasses.replace(params, adapt=ad))
+
+
+def test_the_source_model_is_the_geometry_option_the_params_hold(params, tmp_path: Path) -> None:
+    model = benchmark.source_model(tmp_path, params)
+    assert model.parts[-5] == benchmark.chosen_option(params)
+    trains = {st.done for st in benchmark.geometry_steps(params, tmp_path) if st.argv[0] == "train_source"}
+    assert model in trains  # the model the later phases adapt is one the geometry phase trains
 
 
 def test_geometry_and_shift_run_no_self_trained_variant(params, tmp_path: Path) -> None:
