@@ -47,7 +47,7 @@ def test_a_kill_between_the_two_writes_leaves_the_old_pair(tiny, tmp_path, monke
     out = tmp_path / "e"
     _run(tiny, out, input_size=(48, 32))
     old = {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()}
-    assert set(old) == {"metrics.json", "scores.json", "eval_info.json", "confusion.json", "index.json",
+    assert set(old) == {"metrics.json", "scores.json", "eval_info.json", "confusion.json", "curve.json", "index.json",
                         *(f"{s}_{k}.png" for s in ("00000", "00001") for k in ("prediction", "confidence"))}
     real, calls = stage.write_json, []
 
