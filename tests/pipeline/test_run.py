@@ -40,7 +40,7 @@ def test_dvc_repro_runs_the_whole_chain_and_is_reproducible(repo_copy):
     for col in PLOT_COLUMNS[1:]:  # every logged column of every self-trained run, and the source loss
         assert f"results/models/STvM/seed0/plots/adapt/{col}.tsv" in drawn, (col, sorted(plots))
     assert "results/models/Source/seed0/plots/train/loss.tsv" in drawn
-    assert not [line for line in shown_progress.splitlines() if "WARNING" in line and "stvm" in line]
+    assert not [line for line in shown_progress.splitlines() if "WARNING" in line]  # e.g. DVC on an empty output
     manifest = json.loads((repo_copy / "data/prepared/source/manifest.json").read_text())
     assert manifest["splits"]["train"]["count"] == 7 and manifest["splits"]["val"]["count"] == 3
     lock = output_hashes(repo_copy)
