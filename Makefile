@@ -58,8 +58,9 @@ calibrate: $(STAMP)
 
 # `make benchmark`: the benchmark (configs/benchmark.yaml; docs/BENCHMARKS.md): phases geometry (each
 # head-geometry choice alone, source model and AdaBN), shift (bisected on Source, AdaBN and Oracle only,
-# then frozen), curves (mIoU against iterations, 6x the old budget) and, with BUDGET, Table IV at that
-# budget for every variant. Resumable (rerun to continue); prints where the time goes. Outside DVC.
+# then frozen), curves (mIoU against iterations, 4x the old budget) and Table IV at one budget for every
+# variant: the curves' plateau (stvm.benchmark_phases.plateau_budget), or BUDGET=N; fixed once in
+# table/budget.json. Resumable (rerun to continue); prints where the time goes. Outside DVC.
 BUDGET ?=
 # JOBS: steps run at once, each with common.threads (1) threads: 2 fills the reference box's 2 cores.
 JOBS   ?= 2

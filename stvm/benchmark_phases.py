@@ -1,6 +1,7 @@
 """The phases of `stvm benchmark`: run each phase's steps, read back what they wrote, print its
 tables (geometry, source model, shift probes, curves, Table IV with the gap closed and per class)
-and freeze the two decisions (the shift by its bisection; the table's budget as given).
+and freeze the two decisions (the shift by its bisection; the table's budget by the plateau rule
+below, or as given).
 
 Why apart from ``stvm.benchmark``: that module says which steps exist; this one reads the files
 those steps wrote (every number comes from an evaluation's ``scores.json`` or ``curve.json``, the
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from stvm.benchmark import (
     ADABN_SHARE_MAX,
+    CURVE_VARIANTS,
     PHASES,
     check_geometry,
     check_params,
@@ -174,12 +176,12 @@ def per_class(root: Path) -> str:
 
 def run_benchmark(p: Params, params: Path, out: Path, phase: str, budget: int | None, quiet: bool,
                   jobs: int = 1) -> int:
-    """`stvm benchmark`: one phase or all in order (the table only with a budget); exit status."""
+    """`stvm benchmark`: one phase or all in order; exit status."""
     if budget is not None and budget < 1:
         raise StvmError(None, f"--budget: expected iterations >= 1, got {budget}")
     check_geometry(p)
     check_params(params, out)
-    todo = [ph for ph in PHASES if ph != "table" or budget is not None] if phase == "all" else [phase]
+    todo = list(PHASES) if phase == "all" else [phase]
     spent: dict[str, float] = {}
     for ph in todo:
         if not run_phase(ph, p, out, params, quiet, budget, spent, jobs):
@@ -189,8 +191,6 @@ def run_benchmark(p: Params, params: Path, out: Path, phase: str, budget: int | 
             return 1
     print("\n## where the time goes\n\n" + timing_table(spent, out))
     emit(out, "cost.md", cost_table(out))
-    if "table" not in todo:
-        print("stvm benchmark: Table IV needs --budget N, fixed in advance from curves.md", file=sys.stderr)
     return 0
 
 
@@ -242,13 +242,39 @@ def run_phase(phase: str, p: Params, out: Path, params: Path, quiet: bool, budge
         emit(out, "curves.md", curves_table(out / "curves"))
         write_curve_figure(out / "curves")
         return True
-    if budget is None:
-        raise StvmError(None, "--phase table needs --budget N (iterations, fixed in advance from the curves)")
+    if budget is None and not (out / "table" / "budget.json").is_file():
+        budget = plateau_budget(curve_means(out / "curves"))
+        print(f"stvm benchmark: Table IV's budget: {budget} iterations, the first snapshot from which every "
+              f"curve stays within {PLATEAU_TOL} mIoU of its end (curves.md)", file=sys.stderr)
+    elif budget is None:
+        budget = int(read_json(out / "table" / "budget.json")["iterations"])
     recorded(out / "table" / "budget.json", {"iterations": budget}, "the table's budget")
     add(spent, run(table_steps(p, out, shift, budget), params, quiet, jobs))
     emit(out, "table4.md", table4(out / "table"))
     emit(out, "table4_per_class.md", per_class(out / "table"))
     return True
+
+
+PLATEAU_TOL = 1.0  # mIoU: about the spread between adaptation seeds measured before (1-2 points)
+
+
+def curve_means(root: Path) -> dict[str, tuple[list[int], list[float]]]:
+    """The curves at the benchmark's learning rates (``CURVE_VARIANTS``): run -> (iterations, mean mIoU)."""
+    curves = collect_curves(eval_files(root))
+    missing = [v for v in CURVE_VARIANTS if v not in curves]
+    if missing:
+        raise StvmError(root, f"no curve for {', '.join(missing)}: run --phase curves first, or give --budget N")
+    return {v: seed_band(curves[v])[:2] for v in CURVE_VARIANTS}
+
+
+def plateau_budget(curves: dict[str, tuple[list[int], list[float]]], tol: float = PLATEAU_TOL) -> int:
+    """Table IV's budget, fixed before any table run: the first snapshot from which every curve stays
+    within ``tol`` of its final value; the same rule on any generator, so no person reads it off."""
+    firsts = []
+    for its, means in curves.values():
+        far = [k for k, v in enumerate(means) if abs(v - means[-1]) > tol]
+        firsts.append(its[far[-1] + 1] if far else its[0])
+    return max(firsts)
 
 
 def write_curve_figure(root: Path) -> None:

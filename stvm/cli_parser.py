@@ -249,9 +249,9 @@ def _tools(command: Command) -> None:
                  "learning curves, then Table IV (resumable; docs/BENCHMARKS.md; needs a params file).")
     sp.add_argument("--out", type=Path, default=Path("results/benchmark"), help="output folder (default: results/benchmark)")
     sp.add_argument("--phase", choices=["all", "geometry", "shift", "curves", "table"], default="all",
-                    help="one phase, or all in order (the table only with --budget)")
+                    help="one phase, or all in order")
     sp.add_argument("--budget", type=number("adapt", "iterations"), help="Table IV's adaptation iterations, the same for every variant "
-                    "(fix it in advance from the curves)")
+                    "(default: the curves' plateau, fixed in table/budget.json before any table run)")
     sp.add_argument("--jobs", type=number(int, lo=1, hi=64), default=1, help="steps run at once, each with common.threads "
                     "threads (default 1; the results do not depend on it)")
 

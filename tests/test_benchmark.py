@@ -80,6 +80,21 @@ def test_curves_run_past_the_budget_and_the_table_at_the_given_one(params, tmp_p
             and "/shift/" in st.argv[st.argv.index("--model") + 1]} == {"AdaBN/seed0/model.pt", "Oracle/seed0/model.pt"}
 
 
+def test_the_budget_is_the_first_snapshot_from_which_every_curve_stays_near_its_end() -> None:
+    its = [250, 500, 750, 1000]
+    flat_early = (its, [20.0, 24.0, 24.5, 24.0])  # within 1 of the end from 500
+    dips_late = (its, [20.0, 26.0, 22.0, 24.0])  # 2 below its end at 750: flat only from 1000
+    assert phases.plateau_budget({"a": flat_early}) == 500
+    assert phases.plateau_budget({"a": flat_early, "b": dips_late}) == 1000
+    assert phases.plateau_budget({"a": (its, [24.0] * 4)}) == 250
+    assert phases.plateau_budget({"a": flat_early}, tol=0.1) == 1000
+
+
+def test_the_budget_needs_the_curves(tmp_path: Path) -> None:
+    with pytest.raises(StvmError, match="no curve for ST_MT, STvM_Raw, STvM: run --phase curves first"):
+        phases.curve_means(tmp_path)
+
+
 def _probe(shift: float, ratio: float, share: float) -> dict[str, float]:
     return {"shift": shift, "ratio": ratio, "share": share}
 
