@@ -208,18 +208,12 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    p = _params(args)  # common.threads, and common.device unless --device
-    if args.stage == "threads":
-        from stvm.bench_threads import run_threads_bench
+    from stvm.speed import run_speed
 
-        run_threads_bench(args.jobs, args.threads or p.common.threads, args.iters, args.arch, args.crop, args.batch)
-        return 0
-    if args.stage == "adapt":
-        from stvm.bench_adapt import run_adapt_bench as run
-    else:
-        from stvm.bench import run_bench as run
-    run(arch=args.arch, width=args.width, height=args.height, batch=args.batch, iters=args.iters,
-        device=args.device or p.common.device)
+    p = _params(args)  # common.threads, and common.device unless --device
+    run_speed(args.stage, arch=args.arch, width=args.width, height=args.height, batch=args.batch, iters=args.iters,
+              device=args.device or p.common.device, jobs=args.jobs, threads=args.threads or p.common.threads,
+              crop=args.crop)
     return 0
 
 

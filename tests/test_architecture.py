@@ -9,7 +9,7 @@ Rooms, lowest first (a module may import its own room and the rooms below it):
                   blocks) and stvm.loops (what both training loops share)
   4 stages        train | adapt.{step,loop,dist} | evaluate.* | export: a stage never imports another
   5 report        stvm.report.*  (reads files the stages wrote)
-  6 cli           cli, cli_parser, __main__, deps, bench, bench_adapt, bench_threads, benchmark, benchmark_phases
+  6 cli           cli, cli_parser, __main__, deps, speed.*, benchmark, benchmark_phases
                   (tools over it all)
 """
 
@@ -35,7 +35,7 @@ ROOMS = {
     "stage:evaluate": (4, ["stvm.evaluate"]),
     "stage:export": (4, ["stvm.export"]),
     "report": (5, ["stvm.report"]),
-    "cli": (6, ["stvm.cli", "stvm.cli_parser", "stvm.__main__", "stvm.deps", "stvm.bench", "stvm.bench_adapt", "stvm.bench_threads",
+    "cli": (6, ["stvm.cli", "stvm.cli_parser", "stvm.__main__", "stvm.deps", "stvm.speed",
                 "stvm.benchmark", "stvm.benchmark_phases", "stvm.workflow_params"]),
 }
 MAX_LINES, EXPLAIN_OVER = 400, 300
