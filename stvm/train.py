@@ -23,32 +23,26 @@ from stvm.data.images import to_float
 from stvm.data.labels import IGNORE, PROTOCOL_CLASSES, protocol_lut
 from stvm.digest import inputs_digest
 from stvm.io import prepare_out_dir, write_json
-from stvm.loops import (
-    reset_snapshots,
-    log_due,
-    make_loader,
-    resume_state,
-    save_state,
-    set_poly_lr,
-    sgd_for,
-    snapshot_path,
-    window_length,
-)
 from stvm.models.deeplab import SegModel, build_model
 from stvm.models.weights import init_backbone, save_model_checkpoint
 from stvm.plots import PlotWriter
 from stvm.progress import ProgressBar
-from stvm.runtime import (
-    NonFiniteGuard,
-    autocast,
-    fingerprint,
-    init_distributed,
-    interpreter,
-    resolve_device,
-    seed_everything,
-    set_rng_state,
-)
+from stvm.runtime import autocast, init_distributed, interpreter, resolve_device, seed_everything
 from stvm.threads import current_threads
+from stvm.training import (
+    NonFiniteGuard,
+    fingerprint,
+    log_due,
+    make_loader,
+    reset_snapshots,
+    resume_state,
+    save_state,
+    set_poly_lr,
+    set_rng_state,
+    sgd_for,
+    snapshot_path,
+    window_length,
+)
 
 
 def train_source(

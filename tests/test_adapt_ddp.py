@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from stvm.io import load_checkpoint
 from stvm.models.weights import load_model_checkpoint
+from stvm.training import load_checkpoint
 from tests.tiny import source_model_and_target
 
 ROOT = Path(__file__).resolve().parents[1]

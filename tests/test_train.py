@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from stvm.errors import StvmError
-from stvm.io import load_checkpoint
 from stvm.models.weights import load_model_checkpoint
 from stvm.train import train_source
+from stvm.training import load_checkpoint
 from tests.tiny import train_params, write_prepared
 
 

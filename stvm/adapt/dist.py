@@ -53,7 +53,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from stvm.adapt.classmix import to_uint8
 from stvm.errors import StvmError
-from stvm.runtime import rng_state
+from stvm.training import rng_state
 
 
 def world_size() -> int:
@@ -170,7 +170,7 @@ def first_bad_over_ranks(first_bad: Tensor) -> Tensor:
 
 
 def gather_rng_states() -> list[dict[str, Any]] | None:
-    """Every rank's global RNG states (``runtime.rng_state``) in rank order; None when not
+    """Every rank's global RNG states (``training.rng_state``) in rank order; None when not
     distributed. Collective: all ranks must call it."""
     n = world_size()
     if n == 1:

@@ -24,30 +24,24 @@ from stvm.config import AdaptParams, section_dict
 from stvm.data.datasets import CropDataset, IterationBatches, prepared_size
 from stvm.digest import inputs_digest, require_file
 from stvm.io import prepare_out_dir, write_json
-from stvm.loops import (
-    reset_snapshots,
-    log_due,
-    make_loader,
-    resume_state,
-    save_state,
-    set_poly_lr,
-    snapshot_path,
-    window_length,
-)
 from stvm.models.weights import save_model_checkpoint
 from stvm.plots import PlotWriter
 from stvm.progress import ProgressBar
-from stvm.runtime import (
-    NonFiniteGuard,
-    dist_info,
-    fingerprint,
-    init_distributed,
-    interpreter,
-    resolve_device,
-    seed_everything,
-    set_rng_state,
-)
+from stvm.runtime import dist_info, init_distributed, interpreter, resolve_device, seed_everything
 from stvm.threads import current_threads
+from stvm.training import (
+    NonFiniteGuard,
+    fingerprint,
+    log_due,
+    make_loader,
+    reset_snapshots,
+    resume_state,
+    save_state,
+    set_poly_lr,
+    set_rng_state,
+    snapshot_path,
+    window_length,
+)
 from stvm.variants import VARIANTS, Variant
 
 PLOT_COLUMNS = ["iteration", "loss", "loss_metric", "lr", "reliability", "metric_fraction", "metric_samples",

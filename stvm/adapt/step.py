@@ -42,10 +42,10 @@ from stvm.adapt.teacher import ema_update, should_update, student_weight
 from stvm.config import AdaptParams
 from stvm.data.datasets import list_stems
 from stvm.data.images import normalize, read_rgb, standardize
-from stvm.loops import sgd_for
 from stvm.models.deeplab import build_head
 from stvm.models.weights import load_model_checkpoint
 from stvm.runtime import autocast
+from stvm.training import sgd_for
 from stvm.variants import Variant
 
 

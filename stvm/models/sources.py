@@ -25,9 +25,9 @@ from typing import Any
 from torch import Tensor
 
 from stvm.errors import StvmError
-from stvm.io import load_checkpoint
 from stvm.models.deeplab import SegModel, build_model
 from stvm.models.weights import FORMAT, _load_checked, _unwrap
+from stvm.training import load_checkpoint
 
 _ARCH_BY_SPEC = {(2, 101): "deeplabv2_r101", (3, 50): "deeplabv3_r50", (2, 18): "deeplabv2_r18",
                  (3, 18): "deeplabv3_r18"}

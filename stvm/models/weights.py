@@ -2,7 +2,7 @@
 
 Every loader checks keys and shapes itself and fails with one ``StvmError`` that lists missing keys,
 unexpected keys and shape mismatches (never a ``load_state_dict`` traceback). Files are read with
-``torch.load(weights_only=True)`` only (``stvm.io.load_checkpoint``); a file that needs arbitrary
+``torch.load(weights_only=True)`` only (``stvm.training.load_checkpoint``); a file that needs arbitrary
 unpickling is refused. Common wrappers are unwrapped: ``{'state_dict': ...}`` / ``{'model': ...}``
 and the ``module.`` prefix of ``DataParallel``.
 
@@ -62,9 +62,8 @@ from torch import Tensor
 
 from stvm.digest import file_sha256
 from stvm.errors import StvmError
-from stvm.io import load_checkpoint, save_checkpoint
 from stvm.models.deeplab import ARCHS, SegModel, build_model, check_dilations, paper_dilations
-from stvm.runtime import check_finite
+from stvm.training import check_finite, load_checkpoint, save_checkpoint
 
 FORMAT = "stvm-model-v1"
 CAFFE_MEAN_BGR = (104.00698793, 116.66876762, 122.67891434)  # AdaptSegNet / ADVENT IMG_MEAN
