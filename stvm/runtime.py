@@ -1,5 +1,5 @@
-"""Seeding, device/autocast/DDP setup and where a stage ran (RNG-state capture, checkpoints and the
-schedule: ``stvm.training``; progress: ``stvm.progress``)."""
+"""Seeding, device/autocast setup and where a stage ran (RNG-state capture, checkpoints and the
+schedule: ``stvm.training``; DDP: ``stvm.distributed``; progress: ``stvm.progress``)."""
 
 from __future__ import annotations
 
@@ -9,13 +9,12 @@ import random
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
-import torch.distributed as dist
 
+from stvm.distributed import dist_info
 from stvm.errors import StvmError
 
 
@@ -42,34 +41,6 @@ def autocast(device: torch.device) -> contextlib.AbstractContextManager:
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
-
-
-@dataclass(frozen=True)
-class DistInfo:
-    rank: int
-    world_size: int
-    local_rank: int
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-
-def dist_info() -> DistInfo:
-    """Rank/world size from torchrun's environment (1 process when not launched by torchrun)."""
-    return DistInfo(
-        int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
-    )
-
-
-def init_distributed(device: torch.device) -> DistInfo:
-    """Join the torchrun process group (nccl on GPU, gloo on CPU) when WORLD_SIZE > 1."""
-    info = dist_info()
-    if info.world_size > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-        if device.type == "cuda":
-            torch.cuda.set_device(info.local_rank)
-    return info
 
 
 @contextlib.contextmanager

@@ -22,12 +22,13 @@ from stvm.data.datasets import CropDataset, IterationBatches, prepared_size
 from stvm.data.images import to_float
 from stvm.data.labels import IGNORE, PROTOCOL_CLASSES, protocol_lut
 from stvm.digest import inputs_digest
+from stvm.distributed import init_distributed
 from stvm.io import prepare_out_dir, write_json
 from stvm.models.deeplab import SegModel, build_model
 from stvm.models.weights import init_backbone, save_model_checkpoint
 from stvm.plots import PlotWriter
 from stvm.progress import ProgressBar
-from stvm.runtime import autocast, init_distributed, interpreter, resolve_device, seed_everything
+from stvm.runtime import autocast, interpreter, resolve_device, seed_everything
 from stvm.threads import current_threads
 from stvm.training import (
     NonFiniteGuard,

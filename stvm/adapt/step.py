@@ -26,6 +26,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from stvm import distributed
 from stvm.adapt import dist as ddp
 from stvm.adapt.augment import photometric
 from stvm.adapt.batchnorm import freeze_bn, reestimate_bn
@@ -167,7 +168,8 @@ def metric_step(cfg: AdaptParams, nets: Nets, feats: torch.Tensor, low: torch.Te
     statistics: DeepLabV3's head has both), read before this step's update."""
     prob = low.softmax(1)
     conf, pred = prob.max(1)
-    nets.thresholds.update(ddp.all_gather_cat(conf), ddp.all_gather_cat(pred), cfg.q_m)  # global batch
+    gathered = distributed.all_gather_cat(conf), distributed.all_gather_cat(pred)
+    nets.thresholds.update(*gathered, cfg.q_m)  # the global batch's percentiles
     sel = select_metric_samples(pred, conf, nets.thresholds.tau, cfg.samples_per_class, gen, cfg.metric_sampling)
     feats = feats.detach()
     noisy = _train_mode_differs(nets.metric)
@@ -178,13 +180,13 @@ def metric_step(cfg: AdaptParams, nets: Nets, feats: torch.Tensor, low: torch.Te
     nets.metric.train()
     dist = nets.metric.distances(nets.metric(feats))  # (B, C, h, w)
     loss_m = nca_loss(gather_pixels(dist, sel.indices), sel.labels, cfg.temperature, sel.valid)
-    if ddp.world_size() > 1:  # averaged gradients = gradient of the mean over all ranks' samples
-        loss_m = loss_m * ddp.global_count_weight(sel.valid.sum())
+    if distributed.world_size() > 1:  # averaged gradients = gradient of the mean over all ranks' samples
+        loss_m = loss_m * distributed.global_count_weight(sel.valid.sum())
     nets.opt_metric.zero_grad(set_to_none=True)
     loss_m.backward()
-    ddp.average_gradients(nets.metric.parameters())
+    distributed.average_gradients(nets.metric.parameters())
     nets.opt_metric.step()
-    ddp.sync_buffers(nets.metric, average=feats.device.type != "cuda")
+    distributed.sync_buffers(nets.metric, average=feats.device.type != "cuda")
     with torch.no_grad():
         d = distance_to_prediction(dist_eval if noisy else dist.detach(), pseudo)
         weight = reliability(d, cfg.alpha, cfg.beta)
@@ -231,5 +233,5 @@ def student_step(cfg: AdaptParams, nets: Nets, xs: torch.Tensor, pseudo: torch.T
     nets.opt.zero_grad(set_to_none=True)
     loss.backward()
     nets.opt.step()
-    ddp.sync_buffers(nets.student, average=dev.type != "cuda")
+    distributed.sync_buffers(nets.student, average=dev.type != "cuda")
     return loss.detach()
