@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from stvm.config import TrainSourceParams, section_dict
+from stvm.curve_log import CurveLog
 from stvm.data.datasets import CropDataset, IterationBatches, prepared_size
 from stvm.data.images import to_float
 from stvm.data.labels import IGNORE, PROTOCOL_CLASSES, protocol_lut
@@ -26,7 +27,6 @@ from stvm.distributed import init_distributed
 from stvm.io import prepare_out_dir, write_json
 from stvm.models.deeplab import SegModel, build_model
 from stvm.models.weights import init_backbone, save_model_checkpoint
-from stvm.plots import PlotWriter
 from stvm.progress import ProgressBar
 from stvm.runtime import autocast, interpreter, resolve_device, seed_everything
 from stvm.threads import current_threads
@@ -100,7 +100,7 @@ def train_source(
         synced = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model) if dev.type == "cuda" else model
         net = DistributedDataParallel(synced)
     sampler = IterationBatches(len(data), cfg.batch_size, seed, start, cfg.iterations, info.rank, info.world_size)
-    plots = PlotWriter(out / "plots" / "train.csv", ["iteration", "loss", "lr"], start) if info.is_main else None
+    plots = CurveLog(out / "plots" / "train.csv", ["iteration", "loss", "lr"], start) if info.is_main else None
     progress = ProgressBar(cfg.iterations, "train_source", show_progress and info.is_main, start=start, unit="it")
     model.train()
     t0, guard = time.perf_counter(), NonFiniteGuard(dev)

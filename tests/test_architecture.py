@@ -1,7 +1,7 @@
 """The house rules of ARCHITECTURE.md, checked: imports run one way, no cycle, no file over 400 lines.
 
 Rooms, lowest first (a module may import its own room and the rooms below it):
-  0 foundations   errors, limits, compat, io, digest, runtime, training, distributed, threads, progress, plots,
+  0 foundations   errors, limits, compat, io, digest, runtime, training, distributed, threads, progress, curve_log,
                   overrides, yamlsafe, params_file, config, variants
   1 data          stvm.data.*  (readers, prepared datasets, PNG I/O, synthetic generator)
   2 models        stvm.models.*
@@ -24,7 +24,7 @@ from stvm.deps import _module_name, imports_of
 ROOT = Path(__file__).resolve().parents[1]
 ROOMS = {
     "foundations": (0, ["stvm", "stvm.errors", "stvm.limits", "stvm.compat", "stvm.io", "stvm.digest",
-                        "stvm.runtime", "stvm.training", "stvm.distributed", "stvm.threads", "stvm.progress", "stvm.plots", "stvm.overrides", "stvm.yamlsafe",
+                        "stvm.runtime", "stvm.training", "stvm.distributed", "stvm.threads", "stvm.progress", "stvm.curve_log", "stvm.overrides", "stvm.yamlsafe",
                         "stvm.params_file", "stvm.config", "stvm.variants"]),
     "data": (1, ["stvm.data"]),
     "models": (2, ["stvm.models"]),

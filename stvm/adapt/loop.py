@@ -22,11 +22,11 @@ from stvm.adapt import dist as ddp
 from stvm.adapt.step import Nets, adapt_step, build_nets
 from stvm.adapt.teacher import relative_drift, student_weight
 from stvm.config import AdaptParams, section_dict
+from stvm.curve_log import CurveLog
 from stvm.data.datasets import CropDataset, IterationBatches, prepared_size
 from stvm.digest import inputs_digest, require_file
 from stvm.io import prepare_out_dir, write_json
 from stvm.models.weights import save_model_checkpoint
-from stvm.plots import PlotWriter
 from stvm.progress import ProgressBar
 from stvm.runtime import interpreter, resolve_device, seed_everything
 from stvm.threads import current_threads
@@ -88,14 +88,14 @@ def adapt(
     if not v.trains:  # AdaBN: nothing to iterate (the plots file has its header only)
         if not info.is_main:
             return {}
-        PlotWriter(out / "plots" / "adapt.csv", PLOT_COLUMNS).finish()
+        CurveLog(out / "plots" / "adapt.csv", PLOT_COLUMNS).finish()
         reset_snapshots(out, 0)  # none: no step
         wall = time.perf_counter() - t_build
         return _finish(cfg, variant, v, nets, meta, out, seed, wall, str(dev), iterations=0)
     if info.is_main:
         reset_snapshots(out, start)
     sampler = IterationBatches(len(data), cfg.batch_size, seed, start, cfg.iterations, info.rank, info.world_size)
-    plots = PlotWriter(out / "plots" / "adapt.csv", PLOT_COLUMNS, start) if info.is_main else None
+    plots = CurveLog(out / "plots" / "adapt.csv", PLOT_COLUMNS, start) if info.is_main else None
     progress = ProgressBar(cfg.iterations, f"adapt {variant}", show_progress and info.is_main, start=start, unit="it")
     guard, sums, t0 = NonFiniteGuard(dev), None, time.perf_counter()
     for it, (img, _, _) in enumerate(make_loader(data, sampler, num_workers), start=start):
