@@ -6,23 +6,31 @@ both training loops and every collective. Every collective is a no-op (returns i
 untouched, issues none) in a one-process world, so single-process runs compute exactly what they
 computed before DDP support; none reads a device value back to the host (on GPU the collectives
 are queued on the stream like any kernel). Every rank must call a collective, and a loop joins the
-group (``init_distributed``) before its first one. How ``adapt`` uses them:
-``stvm.adapt.dist``.
+group (``init_distributed``) before its first one.
+
+Both loops go through the same three doors: ``distribute_model`` (SyncBN on GPU, DDP whose forward
+does not broadcast buffers), ``optimizer_step`` (zero-grad, backward, gradient averaging, step,
+buffer sync: the buffers are made equal after each step instead of at each forward) and
+``save_collectively`` (every rank's RNG state gathered, rank 0 writes, all wait), with
+``restore_rng`` and ``check_same_on_all_ranks`` on resume. What ``adapt`` adds: ``stvm.adapt.dist``.
 """
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
 
 from stvm.errors import StvmError
-from stvm.training import rng_state
+from stvm.training import rng_state, save_state, set_rng_state
 
 
 @dataclass(frozen=True)
@@ -195,3 +203,58 @@ def barrier() -> None:
     """Wait for every rank (no-op when not distributed)."""
     if world_size() > 1:
         dist.barrier()
+
+
+def sync_bn(module: nn.Module, dev: torch.device) -> nn.Module:
+    """``module`` with SyncBN on GPU under torchrun (a per-rank batch of 2 is too small for BN
+    statistics; torch has no CPU SyncBN, where ``sync_buffers`` averages them after each step)."""
+    if world_size() == 1 or dev.type != "cuda":
+        return module
+    return torch.nn.SyncBatchNorm.convert_sync_batchnorm(module)
+
+
+def ddp_forward(module: nn.Module) -> nn.Module:
+    """``module``'s DDP wrapper (gradients averaged over ranks in backward; buffers synced once at
+    construction, rank 0's, then by ``optimizer_step`` after each step, not per forward); the
+    module itself in one process."""
+    if world_size() == 1:
+        return module
+    no_fwd_sync = ({"forward_sync_buffers": False} if "forward_sync_buffers" in inspect.signature(
+        DistributedDataParallel).parameters else {"broadcast_buffers": False})
+    return DistributedDataParallel(module, **no_fwd_sync)
+
+
+def distribute_model(model: nn.Module, dev: torch.device) -> tuple[nn.Module, nn.Module]:
+    """``(model, forward)``: the model as it trains under torchrun (``sync_bn``) and the callable
+    its training forward goes through (``ddp_forward``); ``(model, model)`` in one process."""
+    model = sync_bn(model, dev)
+    return model, ddp_forward(model)
+
+
+def optimizer_step(opt: torch.optim.Optimizer, loss: Tensor, *, average: Iterable[nn.Parameter] = (),
+                   buffers: nn.Module | None = None) -> None:
+    """One optimiser step on ``loss``, equal on every rank: zero-grad, backward, the gradients of
+    ``average`` averaged over ranks (those no DDP wrapper averages), step, then ``buffers``' BN
+    statistics synced (averaged on CPU, rank 0's on GPU). In one process: zero-grad, backward, step."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    average_gradients(average)
+    opt.step()
+    if buffers is not None:
+        sync_buffers(buffers, average=loss.device.type != "cuda")
+
+
+def save_collectively(path: Path, weights: dict[str, Any], payload: dict[str, Any], it: int, wall: float,
+                      run_id: str) -> None:
+    """A resumable checkpoint of a multi-process run (``training.save_state``): rank 0 writes it, with
+    every rank's RNG state under DDP (``rng_ranks``); every rank returns once it is on disk
+    (collective: every rank calls it)."""
+    rngs = gather_rng_states()
+    if dist_info().is_main:
+        save_state(path, weights, {**payload, **({"rng_ranks": rngs} if rngs is not None else {})}, it, wall, run_id)
+    barrier()
+
+
+def restore_rng(state: dict[str, Any], rank: int) -> None:
+    """Restore this rank's RNG state from a checkpoint ``save_collectively`` wrote."""
+    set_rng_state(state["rng_ranks"][rank] if "rng_ranks" in state else state["rng"])

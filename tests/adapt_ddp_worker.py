@@ -20,8 +20,8 @@ def _install_spies(rank: int, fed: dict[str, list[float]]) -> None:
 
     checkpoint, step = loop._checkpoint, loop.adapt_step
 
-    def spy_checkpoint(path, nets, it, wall, run_id, is_main=True):
-        checkpoint(path, nets, it, wall, run_id, is_main)
+    def spy_checkpoint(path, nets, it, wall, run_id):
+        checkpoint(path, nets, it, wall, run_id)
         torch.save(nets.state(), path.parent / f"rank{rank}_it{it}.pt")
 
     def spy_step(cfg, v, nets, img_u8, it, seed, rank_arg=0):

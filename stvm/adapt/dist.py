@@ -40,15 +40,13 @@ world, so single-process runs compute exactly what they computed before DDP supp
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 import torch
 from torch import Tensor
-from torch.nn.parallel import DistributedDataParallel
 
 from stvm.adapt.classmix import to_uint8
-from stvm.distributed import all_gather_cat, broadcast_module, world_size
+from stvm.distributed import all_gather_cat, broadcast_module, distribute_model, sync_bn, world_size
 
 
 def rank_seed(seed: int, rank: int) -> int:
@@ -58,22 +56,17 @@ def rank_seed(seed: int, rank: int) -> int:
 
 
 def distribute(nets: Any, dev: torch.device) -> None:
-    """Under torchrun: SyncBN (GPU) and DDP for the student, SyncBN (GPU) and rank 0's weights for M.
-    BN buffers are synchronised after each step by ``adapt_step`` / ``metric_step`` instead of
-    DDP's per-forward broadcast (see above). No-op in one process."""
+    """Under torchrun: the student as ``distributed.distribute_model`` makes it (SyncBN on GPU, DDP
+    for its training forward), M with SyncBN (GPU) and rank 0's weights. BN buffers are synchronised
+    after each step by ``distributed.optimizer_step`` instead of DDP's per-forward broadcast (see
+    above). No-op in one process."""
     if world_size() == 1:
         return
-    if dev.type == "cuda":
-        was_student = nets.teacher is nets.student
-        nets.student = torch.nn.SyncBatchNorm.convert_sync_batchnorm(nets.student)
-        nets.teacher = nets.student if was_student else nets.teacher
-        if nets.metric is not None:
-            nets.metric = torch.nn.SyncBatchNorm.convert_sync_batchnorm(nets.metric)
-    # buffers: synced once at construction (rank 0's), then by us after each step, not per forward
-    no_fwd_sync = ({"forward_sync_buffers": False} if "forward_sync_buffers" in inspect.signature(
-        DistributedDataParallel).parameters else {"broadcast_buffers": False})
-    nets.train_forward = DistributedDataParallel(nets.student, **no_fwd_sync)
+    was_student = nets.teacher is nets.student
+    nets.student, nets.train_forward = distribute_model(nets.student, dev)
+    nets.teacher = nets.student if was_student else nets.teacher
     if nets.metric is not None:
+        nets.metric = sync_bn(nets.metric, dev)
         broadcast_module(nets.metric)
 
 

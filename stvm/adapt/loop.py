@@ -37,9 +37,7 @@ from stvm.training import (
     make_loader,
     reset_snapshots,
     resume_state,
-    save_state,
     set_poly_lr,
-    set_rng_state,
     snapshot_path,
     window_length,
 )
@@ -120,13 +118,13 @@ def adapt(
         if done % cfg.ckpt_every == 0 or done == stop_after:
             guard.first_bad = distributed.first_bad_over_ranks(guard.first_bad)
             guard.raise_if_bad(f"adapt {variant}")  # never checkpoint a diverged run
-            _checkpoint(ckpt_path, nets, done, wall_before + time.perf_counter() - t0, run_id, info.is_main)
+            _checkpoint(ckpt_path, nets, done, wall_before + time.perf_counter() - t0, run_id)
         if stop_after is not None and done >= stop_after:
             progress.close()
             return {"stopped_at": done}
     progress.close()
     wall = wall_before + time.perf_counter() - t0
-    _checkpoint(ckpt_path, nets, cfg.iterations, wall, run_id, info.is_main)
+    _checkpoint(ckpt_path, nets, cfg.iterations, wall, run_id)
     if not info.is_main:
         return {}
     return _finish(cfg, variant, v, nets, meta, out, seed, wall, str(dev), world=info.world_size)
@@ -152,7 +150,7 @@ def _resume(nets: Nets, path: Path, run_id: str, total: int, dev: torch.device, 
     start, wall = 0, 0.0
     if state is not None:
         nets.load(state["nets"])
-        set_rng_state(state["rng_ranks"][rank] if "rng_ranks" in state else state["rng"])
+        distributed.restore_rng(state, rank)
         start, wall = int(state["iteration"]), float(state["wall_seconds"])
     distributed.check_same_on_all_ranks(start, "the iteration to resume from", "adapt")
     return start, wall
@@ -173,14 +171,10 @@ def _log_row(sums: dict[str, torch.Tensor], fill: torch.Tensor, n: int, guard: N
     return row
 
 
-def _checkpoint(path: Path, nets: Nets, it: int, wall: float, run_id: str, is_main: bool = True) -> None:
+def _checkpoint(path: Path, nets: Nets, it: int, wall: float, run_id: str) -> None:
     """Rank 0 saves everything, with every rank's RNG state under DDP; all ranks return once it is
     on disk (collective: every rank calls it)."""
-    rngs = distributed.gather_rng_states()
-    if is_main:
-        save_state(path, nets.student.state_dict(), {"nets": nets.state(), **({"rng_ranks": rngs} if rngs is not None else {})},
-                   it, wall, run_id)
-    distributed.barrier()
+    distributed.save_collectively(path, nets.student.state_dict(), {"nets": nets.state()}, it, wall, run_id)
 
 
 def _finish(cfg, variant, v, nets, meta, out, seed, wall, dev, world: int = 1,

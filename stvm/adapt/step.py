@@ -11,9 +11,10 @@ Variants (paper Table IV, ``stvm.variants``) switch pieces off; they are boolean
 trainer. Without the mean teacher the pseudo-labels come from the student itself (in eval mode) on
 the clean image: plain self-training.
 
-The variants (``stvm.variants``) switch pieces off. Everything a multi-process run must keep equal on
-every rank goes through ``stvm.adapt.dist`` (no-ops in one process); the loop around this step
-(resume, logging, checkpoints) is ``stvm.adapt.loop``.
+Everything a multi-process run must keep equal on every rank goes through ``stvm.adapt.dist`` and
+``stvm.distributed`` (no-ops in one process): each phase's optimiser step is one
+``distributed.optimizer_step``. The loop around this step (resume, logging, checkpoints) is
+``stvm.adapt.loop``.
 """
 
 from __future__ import annotations
@@ -182,11 +183,7 @@ def metric_step(cfg: AdaptParams, nets: Nets, feats: torch.Tensor, low: torch.Te
     loss_m = nca_loss(gather_pixels(dist, sel.indices), sel.labels, cfg.temperature, sel.valid)
     if distributed.world_size() > 1:  # averaged gradients = gradient of the mean over all ranks' samples
         loss_m = loss_m * distributed.global_count_weight(sel.valid.sum())
-    nets.opt_metric.zero_grad(set_to_none=True)
-    loss_m.backward()
-    distributed.average_gradients(nets.metric.parameters())
-    nets.opt_metric.step()
-    distributed.sync_buffers(nets.metric, average=feats.device.type != "cuda")
+    distributed.optimizer_step(nets.opt_metric, loss_m, average=nets.metric.parameters(), buffers=nets.metric)
     with torch.no_grad():
         d = distance_to_prediction(dist_eval if noisy else dist.detach(), pseudo)
         weight = reliability(d, cfg.alpha, cfg.beta)
@@ -230,8 +227,5 @@ def student_step(cfg: AdaptParams, nets: Nets, xs: torch.Tensor, pseudo: torch.T
     with autocast(dev):
         out = (nets.train_forward or nets.student)(standardize(xs))
     loss = weighted_ce(out.float(), pseudo, weight)
-    nets.opt.zero_grad(set_to_none=True)
-    loss.backward()
-    nets.opt.step()
-    distributed.sync_buffers(nets.student, average=dev.type != "cuda")
+    distributed.optimizer_step(nets.opt, loss, buffers=nets.student)  # DDP averaged the gradients
     return loss.detach()
