@@ -16,7 +16,7 @@ import torch
 
 from stvm.models.weights import load_model_checkpoint
 from stvm.training import load_checkpoint
-from tests.tiny import source_model_and_target
+from tests.fixtures.tiny import source_model_and_target
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = ("common: {{device: cpu}}\nadapt: {{iterations: 6, crop: 32, log_every: 2, ckpt_every: 3, ema_interval: 2, "

@@ -13,8 +13,7 @@ from stvm.data.images import IMAGENET_MEAN, IMAGENET_STD
 from stvm.models.weights import load_model_checkpoint
 from stvm.training import load_checkpoint
 from stvm.variants import VARIANTS
-from tests.test_train import same_weights
-from tests.tiny import adapt_params, source_model_and_target
+from tests.fixtures.tiny import adapt_params, same_weights, source_model_and_target
 
 ROOT = Path(__file__).resolve().parents[1]
 

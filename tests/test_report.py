@@ -23,7 +23,7 @@ from stvm.report import figures, paper
 from stvm.report.provenance import FIELDS, git_changes, git_revision
 from stvm.report.tables import ablation_markdown, ablation_rows, collect, collect_results
 from stvm.train import train_source
-from tests.tiny import adapt_params, train_params, write_prepared
+from tests.fixtures.tiny import adapt_params, train_params, write_prepared
 
 PAPER_DIR = Path(__file__).resolve().parents[1] / "stvm" / "report" / "paper"
 

@@ -18,7 +18,7 @@ from stvm.evaluate.stage import evaluate_stage
 from stvm.report.curves import collect_curves, curve_figure, read_curve, seed_band
 from stvm.train import train_source
 from stvm.training import load_checkpoint, reset_snapshots, snapshot_iteration, snapshot_path
-from tests.tiny import adapt_params, source_model_and_target, train_params, write_prepared
+from tests.fixtures.tiny import adapt_params, source_model_and_target, train_params, write_prepared
 
 
 @pytest.fixture(scope="module")
