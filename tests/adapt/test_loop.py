@@ -15,7 +15,7 @@ from stvm.training import load_checkpoint
 from stvm.variants import VARIANTS
 from tests.fixtures.tiny import adapt_params, same_weights, source_model_and_target
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
