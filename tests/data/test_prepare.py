@@ -15,7 +15,7 @@ from stvm.data.prepare import prepare_dataset
 from stvm.errors import StvmError
 from stvm.progress import ProgressBar, format_progress
 from tests.fixtures import raw as F
-from tests.test_labels import NTHU_13, SYNTHIA
+from tests.data.test_labels import NTHU_13, SYNTHIA
 
 W, H = F.SIZE
 

@@ -19,7 +19,7 @@ from tests.fixtures.frames import write_frames
 
 
 def cli(*args: str) -> int:
-    return main(["prepare", "--quiet", "--params", str(Path(__file__).parents[1] / "params.yaml"), *args])
+    return main(["prepare", "--quiet", "--params", str(Path(__file__).parents[2] / "params.yaml"), *args])
 
 
 def test_tree_stems_are_flat_unique_and_skip_hidden_files(tmp_path):
