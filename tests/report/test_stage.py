@@ -201,7 +201,7 @@ def test_report_draws_the_panel_from_files_without_any_model(run_tree, report, t
     """The report rebuilds no network: with every model.pt gone it draws the same panel from maps/."""
     out, _ = report
     bare = tmp_path / "tree"
-    shutil.copytree(run_tree, bare, ignore=shutil.ignore_patterns("model.pt", "ckpt"))
+    shutil.copytree(run_tree, bare, ignore=shutil.ignore_patterns("*.pt", "ckpt"))  # snapshots too
     assert not list(bare.rglob("model.pt"))
     assert _report(bare, tmp_path / "report") == 0
     assert (tmp_path / "report/figures/qualitative.png").read_bytes() == (out / "figures/qualitative.png").read_bytes()
@@ -328,7 +328,7 @@ def test_markdown_matches_the_html(report):
                                     "missing_adapt_metrics", "bad_csv"])
 def test_bad_input_names_the_file_and_writes_nothing(run_tree, tmp_path, capsys, damage):
     root = tmp_path / "tree"
-    shutil.copytree(run_tree, root, ignore=shutil.ignore_patterns("ckpt"))
+    shutil.copytree(run_tree, root, ignore=shutil.ignore_patterns("*.pt", "ckpt"))  # the report loads no model
     target = {
         "corrupt_metrics": root / "results/eval/ST_MT/seed1/metrics.json",
         "missing_confusion": root / "results/eval/Source/seed0/confusion.json",
