@@ -208,18 +208,12 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    p = _params(args)  # common.threads, and common.device unless --device
-    if args.stage == "threads":
-        from stvm.bench_threads import run_threads_bench
+    from stvm.speed import run_speed
 
-        run_threads_bench(args.jobs, args.threads or p.common.threads, args.iters, args.arch, args.crop, args.batch)
-        return 0
-    if args.stage == "adapt":
-        from stvm.bench_adapt import run_adapt_bench as run
-    else:
-        from stvm.bench import run_bench as run
-    run(arch=args.arch, width=args.width, height=args.height, batch=args.batch, iters=args.iters,
-        device=args.device or p.common.device)
+    p = _params(args)  # common.threads, and common.device unless --device
+    run_speed(args.stage, arch=args.arch, width=args.width, height=args.height, batch=args.batch, iters=args.iters,
+              device=args.device or p.common.device, jobs=args.jobs, threads=args.threads or p.common.threads,
+              crop=args.crop)
     return 0
 
 
@@ -262,25 +256,13 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from stvm.data.labels import PROTOCOL_CLASSES
-    from stvm.models.sources import import_stvm, import_torchvision_deeplabv3
-    from stvm.models.weights import import_external_deeplabv2, save_model_checkpoint
+    from stvm.models.importers import import_model
+    from stvm.models.weights import save_model_checkpoint
 
     refuse_overlap(args.out, [args.pth])
     p = _params(args)  # read (and checked) even with --protocol, as every command that takes --params
-    protocol = args.protocol or p.common.protocol
-    meta = {"protocol": protocol, "stage": "import", "init": f"imported from {args.pth} ({args.source})"}
-    if args.source == "stvm":
-        model, old = import_stvm(args.pth)
-        by_count = {len(v): k for k, v in PROTOCOL_CLASSES.items()}
-        protocol = args.protocol or old.get("protocol") or by_count.get(model.num_classes)
-        if protocol not in PROTOCOL_CLASSES or len(PROTOCOL_CLASSES[protocol]) != model.num_classes:
-            raise StvmError(args.pth, f"{model.num_classes} classes do not fit protocol {protocol}")
-        meta = {**old, **meta, "protocol": protocol}
-    elif args.source == "torchvision-deeplabv3":
-        model = import_torchvision_deeplabv3(args.pth, len(PROTOCOL_CLASSES[protocol]), replace_head=args.replace_head)
-    else:
-        model = import_external_deeplabv2(args.pth, len(PROTOCOL_CLASSES[protocol]), aspp_branches=args.aspp_branches)
+    model, meta = import_model(args.source, args.pth, args.protocol, p.common.protocol,
+                               replace_head=args.replace_head, aspp_branches=args.aspp_branches)
     save_model_checkpoint(model, args.out, **meta)
     print(json.dumps({"out": str(args.out), "arch": model.arch, "num_classes": model.num_classes}))
     return 0

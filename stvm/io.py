@@ -1,4 +1,4 @@
-"""Atomic file output, safe checkpoint loading and small JSON helpers.
+"""Atomic file output and small JSON helpers (checkpoint files: ``stvm.training``).
 
 Every artifact stvm writes goes through ``atomic_path``/``atomic_dir`` (write to a temporary name
 in the same directory, then ``os.replace``), so an interrupted stage never leaves a half-written
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
-import io
 import json
 import os
 import re
@@ -216,48 +215,3 @@ def read_json(path: str | Path) -> Any:
         raise StvmError(path, f"cannot read file ({err.strerror or err})") from None
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
         raise StvmError(path, f"not valid JSON ({str(err)[:120]})") from None
-
-
-def save_checkpoint(obj: dict[str, Any], path: str | Path) -> None:
-    """``torch.save`` to a temporary name, then rename: a kill never leaves a truncated checkpoint."""
-    import torch
-
-    # Serialise to memory first: torch.save names the zip's inner folder after the file, and the
-    # temporary name is random, so saving straight to it would make identical models differ in bytes.
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(buf.getvalue())
-
-
-def _load_problem(err: Exception) -> str:
-    """What is wrong with a file ``torch.load(weights_only=True)`` refused, in one line that never
-    repeats torch's advice to load it with ``weights_only=False`` (which would run its code)."""
-    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
-    if lines and lines[0].startswith("Weights only load failed"):
-        reason = next((ln.removeprefix("WeightsUnpickler error:").strip() for ln in lines[1:]
-                       if "weights_only" not in ln and not ln.startswith("Check the documentation")), "")
-        if "global" in reason.lower():  # an object to import and call: it could run code
-            return (f"cannot load as a weights-only checkpoint: it is not a plain-tensor checkpoint "
-                    f"({reason[:200].rstrip('.')}) and is refused for safety (loading it could run code)")
-        lines = [reason or "unsupported content"]
-    first = f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__
-    return f"cannot load as a weights-only checkpoint: not a PyTorch checkpoint, or a corrupt one ({first[:200]})"
-
-
-def load_checkpoint(path: str | Path, map_location: str = "cpu") -> dict[str, Any]:
-    """Load a checkpoint with ``weights_only=True`` (never unpickle user files)."""
-    import torch
-
-    path = Path(path)
-    if not path.is_file():
-        raise StvmError(path, "is a directory, not a checkpoint file" if path.is_dir() else "checkpoint not found")
-    try:
-        obj = torch.load(path, map_location=map_location, weights_only=True)
-    except OSError as err:
-        raise StvmError(path, f"cannot read checkpoint ({err.strerror or err})") from None
-    except Exception as err:  # noqa: BLE001 - any failure to unpickle these bytes is this file's
-        raise StvmError(path, _load_problem(err)) from None
-    if not isinstance(obj, dict):
-        raise StvmError(path, f"expected a dict checkpoint, got {type(obj).__name__}")
-    return obj

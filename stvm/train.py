@@ -4,7 +4,8 @@ Shape (torchvision references / nanoGPT): build model and optimiser -> resume fr
 checkpoint if one exists -> for each iteration: batch, forward, loss, backward, step, log ->
 periodic atomic checkpoint -> final model + metrics. The learning rate is a pure function of the
 iteration (poly decay), and every batch is a pure function of (seed, iteration), so a resumed run
-replays exactly what an uninterrupted one would have done.
+replays exactly what an uninterrupted one would have done. Under ``torchrun`` it distributes,
+steps and checkpoints through the same helpers as ``adapt`` (``stvm.distributed``).
 """
 
 from __future__ import annotations
@@ -15,40 +16,32 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch.nn.parallel import DistributedDataParallel
 
+from stvm import distributed
 from stvm.config import TrainSourceParams, section_dict
+from stvm.curve_log import CurveLog
 from stvm.data.datasets import CropDataset, IterationBatches, prepared_size
 from stvm.data.images import to_float
 from stvm.data.labels import IGNORE, PROTOCOL_CLASSES, protocol_lut
 from stvm.digest import inputs_digest
 from stvm.io import prepare_out_dir, write_json
-from stvm.loops import (
-    reset_snapshots,
+from stvm.models.deeplab import SegModel, build_model
+from stvm.models.weights import init_backbone, save_model_checkpoint
+from stvm.progress import ProgressBar
+from stvm.runtime import autocast, interpreter, resolve_device, seed_everything
+from stvm.threads import current_threads
+from stvm.training import (
+    NonFiniteGuard,
+    fingerprint,
     log_due,
     make_loader,
+    reset_snapshots,
     resume_state,
-    save_state,
     set_poly_lr,
     sgd_for,
     snapshot_path,
     window_length,
 )
-from stvm.models.deeplab import SegModel, build_model
-from stvm.models.weights import init_backbone, save_model_checkpoint
-from stvm.plots import PlotWriter
-from stvm.progress import ProgressBar
-from stvm.runtime import (
-    NonFiniteGuard,
-    autocast,
-    fingerprint,
-    init_distributed,
-    interpreter,
-    resolve_device,
-    seed_everything,
-    set_rng_state,
-)
-from stvm.threads import current_threads
 
 
 def train_source(
@@ -70,7 +63,7 @@ def train_source(
     calling again resumes from ``out/ckpt/last.pt``.
     """
     dev = resolve_device(device)
-    info = init_distributed(dev)
+    info = distributed.init_distributed(dev)
     seed_everything(seed)
     num_classes = len(PROTOCOL_CLASSES[protocol])
     data = CropDataset(images, labels, cfg.crop, cfg.hflip, protocol_lut(protocol), key="train_source.crop")
@@ -89,23 +82,20 @@ def train_source(
     if (state := resume_state(ckpt_path, run_id, cfg.iterations)) is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
-        set_rng_state(state["rng"])
+        distributed.restore_rng(state, info.rank)
         start, wall_before = int(state["iteration"]), float(state["wall_seconds"])
         if "running_loss" in state:  # the logging window continues where the checkpoint left it
             running = state["running_loss"].to(dev)
         else:  # older checkpoint: the first row averages the iterations run since the resume
             window_start = start
+    distributed.check_same_on_all_ranks(start, "the iteration to resume from", "train_source")
     if info.is_main:
         reset_snapshots(out, start)
     meta = {"protocol": protocol, "init": init_desc, "seed": seed, "params": section_dict(cfg), "stage": "train_source",
             "input_size": list(prepared_size(images))}
-    net: torch.nn.Module = model
-    if info.world_size > 1:
-        # SyncBN on GPU (batch 2 per rank is too small for per-rank statistics); torch has no CPU SyncBN.
-        synced = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model) if dev.type == "cuda" else model
-        net = DistributedDataParallel(synced)
+    model, net = distributed.distribute_model(model, dev)  # (model, model) in one process
     sampler = IterationBatches(len(data), cfg.batch_size, seed, start, cfg.iterations, info.rank, info.world_size)
-    plots = PlotWriter(out / "plots" / "train.csv", ["iteration", "loss", "lr"], start) if info.is_main else None
+    plots = CurveLog(out / "plots" / "train.csv", ["iteration", "loss", "lr"], start) if info.is_main else None
     progress = ProgressBar(cfg.iterations, "train_source", show_progress and info.is_main, start=start, unit="it")
     model.train()
     t0, guard = time.perf_counter(), NonFiniteGuard(dev)
@@ -115,15 +105,14 @@ def train_source(
         with autocast(dev):
             logits = net(x)
         loss = F.cross_entropy(logits.float(), y, ignore_index=IGNORE)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        distributed.optimizer_step(opt, loss, buffers=model)  # DDP averaged the gradients
         running += loss.detach()
         guard.check(loss, it + 1)
         done = it + 1
         if log_due(done, cfg.log_every, cfg.iterations):
             mean_loss = (running / window_length(done, cfg.log_every, window_start)).item()
             running.zero_()
+            guard.first_bad = distributed.first_bad_over_ranks(guard.first_bad)  # every rank stops together
             guard.raise_if_bad("train_source")
             progress.set(done, {"loss": mean_loss, "lr": lr})
             if plots:
@@ -131,7 +120,8 @@ def train_source(
         if info.is_main and done in cfg.snapshots:
             guard.raise_if_bad("train_source")
             save_model_checkpoint(model, snapshot_path(out, done), **meta, iteration=done)
-        if info.is_main and (done % cfg.ckpt_every == 0 or done == stop_after):
+        if done % cfg.ckpt_every == 0 or done == stop_after:
+            guard.first_bad = distributed.first_bad_over_ranks(guard.first_bad)
             guard.raise_if_bad("train_source")  # never checkpoint a diverged run
             _checkpoint(ckpt_path, model, opt, done, wall_before + time.perf_counter() - t0, run_id, running)
         if stop_after is not None and done >= stop_after:
@@ -139,8 +129,8 @@ def train_source(
             return {"stopped_at": done}
     progress.close()
     wall = wall_before + time.perf_counter() - t0
+    _checkpoint(ckpt_path, model, opt, cfg.iterations, wall, run_id, running)
     if info.is_main:
-        _checkpoint(ckpt_path, model, opt, cfg.iterations, wall, run_id, running)
         save_model_checkpoint(model, out / "model.pt", **meta)
         metrics = {"iterations": cfg.iterations, "wall_seconds": round(wall, 2)}
         run = {"device": str(dev), "seed": seed, "world_size": info.world_size, "init": init_desc,
@@ -153,6 +143,8 @@ def train_source(
 
 def _checkpoint(path: Path, model: SegModel, opt: torch.optim.Optimizer, it: int, wall: float, run_id: str,
                 running: torch.Tensor) -> None:
+    """The resumable checkpoint, written by rank 0 with every rank's RNG state (collective: every
+    rank calls it)."""
     state = model.state_dict()
-    save_state(path, state, {"model": state, "optimizer": opt.state_dict(),
-                             "running_loss": running.detach().clone().cpu()}, it, wall, run_id)
+    payload = {"model": state, "optimizer": opt.state_dict(), "running_loss": running.detach().clone().cpu()}
+    distributed.save_collectively(path, state, payload, it, wall, run_id)

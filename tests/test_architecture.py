@@ -1,15 +1,15 @@
 """The house rules of ARCHITECTURE.md, checked: imports run one way, no cycle, no file over 400 lines.
 
 Rooms, lowest first (a module may import its own room and the rooms below it):
-  0 foundations   errors, limits, compat, io, digest, runtime, threads, progress, plots, overrides, yamlsafe,
-                  params_file, config, variants
+  0 foundations   errors, limits, compat, io, digest, runtime, training, distributed, threads, progress, curve_log,
+                  overrides, yamlsafe, params_file, config, variants
   1 data          stvm.data.*  (readers, prepared datasets, PNG I/O, synthetic generator)
   2 models        stvm.models.*
   3 method        stvm.adapt.{augment,batchnorm,classmix,losses,metric,teacher} (equations, building
-                  blocks) and stvm.loops (what both training loops share)
+                  blocks)
   4 stages        train | adapt.{step,loop,dist} | evaluate.* | export: a stage never imports another
   5 report        stvm.report.*  (reads files the stages wrote)
-  6 cli           cli, cli_parser, __main__, deps, bench, bench_adapt, bench_threads, benchmark, benchmark_phases
+  6 cli           cli, cli_parser, __main__, deps, speed.*, benchmark, benchmark_phases
                   (tools over it all)
 """
 
@@ -24,18 +24,18 @@ from stvm.deps import _module_name, imports_of
 ROOT = Path(__file__).resolve().parents[1]
 ROOMS = {
     "foundations": (0, ["stvm", "stvm.errors", "stvm.limits", "stvm.compat", "stvm.io", "stvm.digest",
-                        "stvm.runtime", "stvm.threads", "stvm.progress", "stvm.plots", "stvm.overrides", "stvm.yamlsafe",
+                        "stvm.runtime", "stvm.training", "stvm.distributed", "stvm.threads", "stvm.progress", "stvm.curve_log", "stvm.overrides", "stvm.yamlsafe",
                         "stvm.params_file", "stvm.config", "stvm.variants"]),
     "data": (1, ["stvm.data"]),
     "models": (2, ["stvm.models"]),
     "method": (3, ["stvm.adapt", "stvm.adapt.augment", "stvm.adapt.batchnorm", "stvm.adapt.classmix",
-                   "stvm.adapt.losses", "stvm.adapt.metric", "stvm.adapt.teacher", "stvm.loops"]),
+                   "stvm.adapt.losses", "stvm.adapt.metric", "stvm.adapt.teacher"]),
     "stage:train": (4, ["stvm.train"]),
     "stage:adapt": (4, ["stvm.adapt.step", "stvm.adapt.loop", "stvm.adapt.dist"]),
     "stage:evaluate": (4, ["stvm.evaluate"]),
     "stage:export": (4, ["stvm.export"]),
     "report": (5, ["stvm.report"]),
-    "cli": (6, ["stvm.cli", "stvm.cli_parser", "stvm.__main__", "stvm.deps", "stvm.bench", "stvm.bench_adapt", "stvm.bench_threads",
+    "cli": (6, ["stvm.cli", "stvm.cli_parser", "stvm.__main__", "stvm.deps", "stvm.speed",
                 "stvm.benchmark", "stvm.benchmark_phases", "stvm.workflow_params"]),
 }
 MAX_LINES, EXPLAIN_OVER = 400, 300

@@ -25,8 +25,8 @@ from PIL import Image
 
 from stvm.cli import main
 from stvm.limits import PNG_MAGIC
-from tests import raw_fixtures as F
-from tests.tiny import source_model_and_target, write_prepared
+from tests.fixtures import raw as F
+from tests.fixtures.tiny import source_model_and_target, write_prepared
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_PARAMS = """\

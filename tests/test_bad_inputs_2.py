@@ -17,9 +17,9 @@ import torch
 from stvm.cli import main
 from stvm.models.deeplab import build_model
 from stvm.models.weights import save_model_checkpoint
-from tests import raw_fixtures as F
+from tests.fixtures import raw as F
+from tests.fixtures.tiny import write_prepared
 from tests.test_bad_inputs import fails, leftovers, params_file
-from tests.tiny import write_prepared
 
 
 @pytest.fixture(scope="module")

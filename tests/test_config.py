@@ -113,8 +113,8 @@ def test_set_overrides_are_applied_then_validated(tmp_path):
 
 def test_set_reaches_the_trained_model_through_the_cli(tmp_path):
     from stvm.cli import main
-    from stvm.io import load_checkpoint
-    from tests.tiny import write_prepared
+    from stvm.training import load_checkpoint
+    from tests.fixtures.tiny import write_prepared
 
     images, labels = write_prepared(tmp_path / "data", n=2)
     path = tmp_path / "p.yaml"

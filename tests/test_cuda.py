@@ -22,7 +22,8 @@ from stvm.adapt.metric import fixed_bincount
 from stvm.adapt.teacher import ema_update, relative_drift
 from stvm.errors import StvmError
 from stvm.evaluate.metrics import ConfusionMatrix
-from stvm.runtime import NonFiniteGuard, autocast
+from stvm.runtime import autocast
+from stvm.training import NonFiniteGuard
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
 CUDA_ONLY = [pytest.param("cuda", marks=pytest.mark.cuda)]

@@ -42,7 +42,7 @@ def test_every_stage_declares_exactly_the_code_its_command_imports(reader):
 
 
 def test_stage_code_holds_every_module_the_entry_imports_transitively():
-    # the adapt command reaches stvm.loops (make_loader, set_poly_lr, ...) through stvm.adapt.loop
+    # the adapt command reaches stvm.training (make_loader, set_poly_lr, ...) through stvm.adapt.loop
     code = set(stage_code("adapt"))
     loop_imports = set(re.findall(r"^from (stvm[\w.]*) import", (ROOT / "stvm/adapt/loop.py").read_text(), re.M))
     for mod in loop_imports:
@@ -94,12 +94,12 @@ def test_check_catches_a_stale_dvc_yaml_and_a_rule_computing_another_commands_co
     dvc = project / "dvc.yaml"
     text = dvc.read_text()
     at = text.index("\n  adapt:")  # drop the adapt stage's entry only
-    dvc.write_text(text[:at] + text[at:].replace("      - stvm/loops.py\n", "", 1))
+    dvc.write_text(text[:at] + text[at:].replace("      - stvm/training.py\n", "", 1))
     smk = project / "workflow/rules/adapt.smk"
     rules = smk.read_text()
     at = rules.index("rule adabn:")  # adabn runs `stvm adapt`: its code is adapt's, not evaluate's
     smk.write_text(rules[:at] + rules[at:].replace('stage_code("adapt")', 'stage_code("evaluate")', 1))
-    assert "stvm/loops.py" not in dvc_code_deps(project)["adapt"][1]
+    assert "stvm/training.py" not in dvc_code_deps(project)["adapt"][1]
     assert sync(project, write=False) == [dvc]
     monkeypatch.chdir(project)
     assert main(["deps", "--check"]) == 1
@@ -107,7 +107,7 @@ def test_check_catches_a_stale_dvc_yaml_and_a_rule_computing_another_commands_co
     assert "dvc.yaml: code dependencies out of date" in err
     assert 'rule adabn: runs stvm adapt but its code input is stage_code("evaluate")' in err
     assert main(["deps", "--write"]) == 1  # dvc.yaml rewritten; the rule is named, not rewritten
-    assert "stvm/loops.py" in dvc_code_deps(project)["adapt"][1]
+    assert "stvm/training.py" in dvc_code_deps(project)["adapt"][1]
     smk.write_text(rules)
     assert main(["deps", "--check"]) == 0
 

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from stvm.errors import StvmError
-from stvm.io import atomic_dir, atomic_path, load_checkpoint, read_json, save_checkpoint, write_json
+from stvm.io import atomic_dir, atomic_path, read_json, write_json
+from stvm.training import load_checkpoint, save_checkpoint
 
 
 def test_atomic_path_leaves_nothing_on_failure(tmp_path):

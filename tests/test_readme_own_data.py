@@ -20,7 +20,7 @@ import torch
 
 from stvm.cli import build_parser
 from stvm.compat import torchvision
-from tests.test_predict import jpeg_frames
+from tests.fixtures.frames import jpeg_frames
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["common.device=cpu", "common.threads=1", "prepare.width=64", "prepare.height=32", "prepare.workers=1",

@@ -1,4 +1,4 @@
-"""Learning-curve snapshots: written by both loops at the listed iterations (stvm.loops), scored by
+"""Learning-curve snapshots: written by both loops at the listed iterations (stvm.training), scored by
 evaluate into curve.json, drawn by the report (stvm.report.curves); never read back by adapt."""
 
 from __future__ import annotations
@@ -15,11 +15,10 @@ from stvm.adapt.loop import adapt
 from stvm.config import EvaluateParams
 from stvm.errors import StvmError
 from stvm.evaluate.stage import evaluate_stage
-from stvm.io import load_checkpoint
-from stvm.loops import reset_snapshots, snapshot_iteration, snapshot_path
 from stvm.report.curves import collect_curves, curve_figure, read_curve, seed_band
 from stvm.train import train_source
-from tests.tiny import adapt_params, source_model_and_target, train_params, write_prepared
+from stvm.training import load_checkpoint, reset_snapshots, snapshot_iteration, snapshot_path
+from tests.fixtures.tiny import adapt_params, source_model_and_target, train_params, write_prepared
 
 
 @pytest.fixture(scope="module")

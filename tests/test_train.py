@@ -4,17 +4,10 @@ import pytest
 import torch
 
 from stvm.errors import StvmError
-from stvm.io import load_checkpoint
 from stvm.models.weights import load_model_checkpoint
 from stvm.train import train_source
-from tests.tiny import train_params, write_prepared
-
-
-def same_weights(a, b) -> bool:
-    sa, sb = a.state_dict(), b.state_dict()
-    return sa.keys() == sb.keys() and all(
-        torch.equal(sa[k], sb[k]) for k in sa if isinstance(sa[k], torch.Tensor)
-    )
+from stvm.training import load_checkpoint
+from tests.fixtures.tiny import same_weights, train_params, write_prepared
 
 
 def _train(cfg, data, out, **kw):

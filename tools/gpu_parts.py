@@ -222,8 +222,8 @@ def part_bench(plan: Plan, work: Path, budget: float, arch: str, out: Path) -> d
     """``stvm bench``'s train and adapt figures and evaluation throughput for one architecture."""
     import torch
 
-    from stvm.bench_adapt import adapt_figures
-    from stvm.bench import eval_images_per_second, peak_tflops, train_figures
+    from stvm.speed.adapt import adapt_figures
+    from stvm.speed.train import eval_images_per_second, peak_tflops, train_figures
 
     dev = torch.device(plan.device)
     (w, h), (ew, eh), b = plan.bench_size, plan.eval_size, plan.batch

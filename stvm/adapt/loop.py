@@ -17,37 +17,30 @@ from typing import Any
 
 import torch
 
+from stvm import distributed
 from stvm.adapt import dist as ddp
 from stvm.adapt.step import Nets, adapt_step, build_nets
 from stvm.adapt.teacher import relative_drift, student_weight
 from stvm.config import AdaptParams, section_dict
+from stvm.curve_log import CurveLog
 from stvm.data.datasets import CropDataset, IterationBatches, prepared_size
 from stvm.digest import inputs_digest, require_file
 from stvm.io import prepare_out_dir, write_json
-from stvm.loops import (
-    reset_snapshots,
+from stvm.models.weights import save_model_checkpoint
+from stvm.progress import ProgressBar
+from stvm.runtime import interpreter, resolve_device, seed_everything
+from stvm.threads import current_threads
+from stvm.training import (
+    NonFiniteGuard,
+    fingerprint,
     log_due,
     make_loader,
+    reset_snapshots,
     resume_state,
-    save_state,
     set_poly_lr,
     snapshot_path,
     window_length,
 )
-from stvm.models.weights import save_model_checkpoint
-from stvm.plots import PlotWriter
-from stvm.progress import ProgressBar
-from stvm.runtime import (
-    NonFiniteGuard,
-    dist_info,
-    fingerprint,
-    init_distributed,
-    interpreter,
-    resolve_device,
-    seed_everything,
-    set_rng_state,
-)
-from stvm.threads import current_threads
 from stvm.variants import VARIANTS, Variant
 
 PLOT_COLUMNS = ["iteration", "loss", "loss_metric", "lr", "reliability", "metric_fraction", "metric_samples",
@@ -76,7 +69,7 @@ def adapt(
     if not v.trains:  # AdaBN is defined by its target statistics, whatever bn_init says
         cfg = dataclasses.replace(cfg, bn_init="target")
     dev = resolve_device(device)
-    info = init_distributed(dev)
+    info = distributed.init_distributed(dev)
     seed_everything(seed)
     data = CropDataset(target_images, None, cfg.crop, hflip=True, lut=None, key="adapt.crop")
     ckpt_path = out / "ckpt" / "last.pt"
@@ -93,14 +86,14 @@ def adapt(
     if not v.trains:  # AdaBN: nothing to iterate (the plots file has its header only)
         if not info.is_main:
             return {}
-        PlotWriter(out / "plots" / "adapt.csv", PLOT_COLUMNS).finish()
+        CurveLog(out / "plots" / "adapt.csv", PLOT_COLUMNS).finish()
         reset_snapshots(out, 0)  # none: no step
         wall = time.perf_counter() - t_build
         return _finish(cfg, variant, v, nets, meta, out, seed, wall, str(dev), iterations=0)
     if info.is_main:
         reset_snapshots(out, start)
     sampler = IterationBatches(len(data), cfg.batch_size, seed, start, cfg.iterations, info.rank, info.world_size)
-    plots = PlotWriter(out / "plots" / "adapt.csv", PLOT_COLUMNS, start) if info.is_main else None
+    plots = CurveLog(out / "plots" / "adapt.csv", PLOT_COLUMNS, start) if info.is_main else None
     progress = ProgressBar(cfg.iterations, f"adapt {variant}", show_progress and info.is_main, start=start, unit="it")
     guard, sums, t0 = NonFiniteGuard(dev), None, time.perf_counter()
     for it, (img, _, _) in enumerate(make_loader(data, sampler, num_workers), start=start):
@@ -123,15 +116,15 @@ def adapt(
             guard.raise_if_bad(f"adapt {variant}")
             _save_model(snapshot_path(out, done), cfg, variant, v, nets, meta, seed, done)
         if done % cfg.ckpt_every == 0 or done == stop_after:
-            guard.first_bad = ddp.first_bad_over_ranks(guard.first_bad)
+            guard.first_bad = distributed.first_bad_over_ranks(guard.first_bad)
             guard.raise_if_bad(f"adapt {variant}")  # never checkpoint a diverged run
-            _checkpoint(ckpt_path, nets, done, wall_before + time.perf_counter() - t0, run_id, info.is_main)
+            _checkpoint(ckpt_path, nets, done, wall_before + time.perf_counter() - t0, run_id)
         if stop_after is not None and done >= stop_after:
             progress.close()
             return {"stopped_at": done}
     progress.close()
     wall = wall_before + time.perf_counter() - t0
-    _checkpoint(ckpt_path, nets, cfg.iterations, wall, run_id, info.is_main)
+    _checkpoint(ckpt_path, nets, cfg.iterations, wall, run_id)
     if not info.is_main:
         return {}
     return _finish(cfg, variant, v, nets, meta, out, seed, wall, str(dev), world=info.world_size)
@@ -141,7 +134,7 @@ def _ready_nets(cfg: AdaptParams, v: Variant, source_model: Path, dev: torch.dev
                run_id: str, target_images: Path | None = None) -> tuple[Nets, dict, int, float]:
     """Nets built alike on every rank, resumed from this run's checkpoint, wrapped for DDP under
     torchrun; returns ``(nets, source meta, start iteration, wall seconds so far)``."""
-    info = dist_info()
+    info = distributed.dist_info()
     nets, meta = build_nets(cfg, v, source_model, dev, seed, target_images)
     if info.world_size > 1:  # from here each rank has its own global RNG stream (e.g. dropout)
         seed_everything(ddp.rank_seed(seed, info.rank))
@@ -157,9 +150,9 @@ def _resume(nets: Nets, path: Path, run_id: str, total: int, dev: torch.device, 
     start, wall = 0, 0.0
     if state is not None:
         nets.load(state["nets"])
-        set_rng_state(state["rng_ranks"][rank] if "rng_ranks" in state else state["rng"])
+        distributed.restore_rng(state, rank)
         start, wall = int(state["iteration"]), float(state["wall_seconds"])
-    ddp.check_same_on_all_ranks(start, "the iteration to resume from")
+    distributed.check_same_on_all_ranks(start, "the iteration to resume from", "adapt")
     return start, wall
 
 
@@ -167,25 +160,21 @@ def _log_row(sums: dict[str, torch.Tensor], fill: torch.Tensor, n: int, guard: N
              stage: str) -> dict[str, float]:
     """Means of the logged scalars over the last ``n`` iterations and over ranks (host syncs and
     collectives at log time only); stops every rank together on a non-finite loss."""
-    guard.first_bad = ddp.first_bad_over_ranks(guard.first_bad)
+    guard.first_bad = distributed.first_bad_over_ranks(guard.first_bad)
     guard.raise_if_bad(stage)
-    if ddp.world_size() > 1:
+    if distributed.world_size() > 1:
         keys = list(sums)
-        means = ddp.all_reduce_mean(torch.stack([sums[k].float() for k in keys]))
+        means = distributed.all_reduce_mean(torch.stack([sums[k].float() for k in keys]))
         sums = dict(zip(keys, means.unbind(), strict=True))
     row = {k: float(val) / n for k, val in sums.items()}
     row["buffer_fill"] = float(fill)
     return row
 
 
-def _checkpoint(path: Path, nets: Nets, it: int, wall: float, run_id: str, is_main: bool = True) -> None:
+def _checkpoint(path: Path, nets: Nets, it: int, wall: float, run_id: str) -> None:
     """Rank 0 saves everything, with every rank's RNG state under DDP; all ranks return once it is
     on disk (collective: every rank calls it)."""
-    rngs = ddp.gather_rng_states()
-    if is_main:
-        save_state(path, nets.student.state_dict(), {"nets": nets.state(), **({"rng_ranks": rngs} if rngs is not None else {})},
-                   it, wall, run_id)
-    ddp.barrier()
+    distributed.save_collectively(path, nets.student.state_dict(), {"nets": nets.state()}, it, wall, run_id)
 
 
 def _finish(cfg, variant, v, nets, meta, out, seed, wall, dev, world: int = 1,

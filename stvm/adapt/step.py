@@ -11,9 +11,10 @@ Variants (paper Table IV, ``stvm.variants``) switch pieces off; they are boolean
 trainer. Without the mean teacher the pseudo-labels come from the student itself (in eval mode) on
 the clean image: plain self-training.
 
-The variants (``stvm.variants``) switch pieces off. Everything a multi-process run must keep equal on
-every rank goes through ``stvm.adapt.dist`` (no-ops in one process); the loop around this step
-(resume, logging, checkpoints) is ``stvm.adapt.loop``.
+Everything a multi-process run must keep equal on every rank goes through ``stvm.adapt.dist`` and
+``stvm.distributed`` (no-ops in one process): each phase's optimiser step is one
+``distributed.optimizer_step``. The loop around this step (resume, logging, checkpoints) is
+``stvm.adapt.loop``.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from stvm import distributed
 from stvm.adapt import dist as ddp
 from stvm.adapt.augment import photometric
 from stvm.adapt.batchnorm import freeze_bn, reestimate_bn
@@ -42,10 +44,10 @@ from stvm.adapt.teacher import ema_update, should_update, student_weight
 from stvm.config import AdaptParams
 from stvm.data.datasets import list_stems
 from stvm.data.images import normalize, read_rgb, standardize
-from stvm.loops import sgd_for
 from stvm.models.deeplab import build_head
 from stvm.models.weights import load_model_checkpoint
 from stvm.runtime import autocast
+from stvm.training import sgd_for
 from stvm.variants import Variant
 
 
@@ -167,7 +169,8 @@ def metric_step(cfg: AdaptParams, nets: Nets, feats: torch.Tensor, low: torch.Te
     statistics: DeepLabV3's head has both), read before this step's update."""
     prob = low.softmax(1)
     conf, pred = prob.max(1)
-    nets.thresholds.update(ddp.all_gather_cat(conf), ddp.all_gather_cat(pred), cfg.q_m)  # global batch
+    gathered = distributed.all_gather_cat(conf), distributed.all_gather_cat(pred)
+    nets.thresholds.update(*gathered, cfg.q_m)  # the global batch's percentiles
     sel = select_metric_samples(pred, conf, nets.thresholds.tau, cfg.samples_per_class, gen, cfg.metric_sampling)
     feats = feats.detach()
     noisy = _train_mode_differs(nets.metric)
@@ -178,13 +181,9 @@ def metric_step(cfg: AdaptParams, nets: Nets, feats: torch.Tensor, low: torch.Te
     nets.metric.train()
     dist = nets.metric.distances(nets.metric(feats))  # (B, C, h, w)
     loss_m = nca_loss(gather_pixels(dist, sel.indices), sel.labels, cfg.temperature, sel.valid)
-    if ddp.world_size() > 1:  # averaged gradients = gradient of the mean over all ranks' samples
-        loss_m = loss_m * ddp.global_count_weight(sel.valid.sum())
-    nets.opt_metric.zero_grad(set_to_none=True)
-    loss_m.backward()
-    ddp.average_gradients(nets.metric.parameters())
-    nets.opt_metric.step()
-    ddp.sync_buffers(nets.metric, average=feats.device.type != "cuda")
+    if distributed.world_size() > 1:  # averaged gradients = gradient of the mean over all ranks' samples
+        loss_m = loss_m * distributed.global_count_weight(sel.valid.sum())
+    distributed.optimizer_step(nets.opt_metric, loss_m, average=nets.metric.parameters(), buffers=nets.metric)
     with torch.no_grad():
         d = distance_to_prediction(dist_eval if noisy else dist.detach(), pseudo)
         weight = reliability(d, cfg.alpha, cfg.beta)
@@ -228,8 +227,5 @@ def student_step(cfg: AdaptParams, nets: Nets, xs: torch.Tensor, pseudo: torch.T
     with autocast(dev):
         out = (nets.train_forward or nets.student)(standardize(xs))
     loss = weighted_ce(out.float(), pseudo, weight)
-    nets.opt.zero_grad(set_to_none=True)
-    loss.backward()
-    nets.opt.step()
-    ddp.sync_buffers(nets.student, average=dev.type != "cuda")
+    distributed.optimizer_step(nets.opt, loss, buffers=nets.student)  # DDP averaged the gradients
     return loss.detach()

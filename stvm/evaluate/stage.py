@@ -26,10 +26,10 @@ from stvm.evaluate.maps import write_maps
 from stvm.evaluate.metrics import flatten_metrics
 from stvm.evaluate.nets import nets_from
 from stvm.io import atomic_dir, prepare_out_dir, refuse_foreign, write_json
-from stvm.loops import SNAPSHOT_DIR, snapshot_iteration
 from stvm.models.weights import load_model_checkpoint
 from stvm.runtime import interpreter, resolve_device
 from stvm.threads import current_threads
+from stvm.training import SNAPSHOT_DIR, snapshot_iteration
 
 OWN = ("metrics.json", "scores.json", "eval_info.json", "confusion.json", "curve.json", "maps/*", "pred/*.png",
        "color/*.png")  # everything evaluate writes

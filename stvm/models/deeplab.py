@@ -21,7 +21,7 @@ deeplabv3_r18   ResNet-18, torchvision stem, layer3/4 dilated  ``DeepLabHead(512
 Decision: DeepLabV2 backbones are built in the DeepLabV2 *caffe* convention of the public DA
 repos (AdaptSegNet ``model/deeplab*.py``, ADVENT ``advent/model/deeplabv2.py``, ``ResNetMulti``),
 so that a DeepLabV2-R101 source model imported from those repos
-(``weights.import_external_deeplabv2``) computes here what it computed at home:
+(``importers.import_external_deeplabv2``) computes here what it computed at home:
 
 * the stride of layer2's first bottleneck sits on its 1x1 ``conv1`` (torchvision's ResNet v1.5
   puts it on the 3x3 ``conv2``);

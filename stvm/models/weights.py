@@ -1,52 +1,14 @@
-"""Where a model's weights come from: backbone init, external DeepLabV2 import, our checkpoints.
+"""Where a model's weights come from: backbone init and our checkpoints (imports of other files:
+``stvm.models.importers``).
 
 Every loader checks keys and shapes itself and fails with one ``StvmError`` that lists missing keys,
 unexpected keys and shape mismatches (never a ``load_state_dict`` traceback). Files are read with
-``torch.load(weights_only=True)`` only (``stvm.io.load_checkpoint``); a file that needs arbitrary
+``torch.load(weights_only=True)`` only (``stvm.training.load_checkpoint``); a file that needs arbitrary
 unpickling is refused. Common wrappers are unwrapped: ``{'state_dict': ...}`` / ``{'model': ...}``
 and the ``module.`` prefix of ``DataParallel``.
 
-Why one file over 300 lines: every way weights enter a model (ImageNet init, the external caffe
-DeepLabV2 layout, our own checkpoints) shares the same key/shape checking and error reporting.
-
-External DeepLabV2-R101 import (``import_external_deeplabv2``)
---------------------------------------------------------------
-Layout of AdaptSegNet (``model/deeplab.py``, ``model/deeplab_multi.py``) and ADVENT
-(``advent/model/deeplabv2.py``), ``ResNetMulti``; our ``deeplabv2_r101`` is built in the same caffe
-convention (see ``deeplab.py``), so the backbone maps one to one:
-
-=====================================================  ==========================================
-file key (after stripping ``module.`` / ``Scale.``)    stvm key
-=====================================================  ==========================================
-``conv1.weight``                                       ``backbone.conv1.weight``
-``bn1.{weight,bias,running_mean,running_var}``         ``backbone.bn1.*``
-``layer{1-4}.{b}.conv{1,2,3}.weight``                  ``backbone.layer{1-4}.{b}.conv{1,2,3}.*``
-``layer{1-4}.{b}.bn{1,2,3}.*``                         ``backbone.layer{1-4}.{b}.bn{1,2,3}.*``
-``layer{1-4}.0.downsample.{0,1}.*``                    ``backbone.layer{1-4}.0.downsample.{0,1}.*``
-``layer5.conv2d_list.{i}.{weight,bias}`` (no layer6:   ``classifier.branches.{i}.{weight,bias}``
-single-level AdaptSegNet, 2048 input channels)
-``layer6.conv2d_list.{i}.{weight,bias}`` (ADVENT,      ``classifier.branches.{i}.{weight,bias}``
-AdaptSegNet multi: main head on layer4)
-``layer5.*`` when ``layer6`` exists (auxiliary head    dropped: neither repo uses it at test time
-on layer3, 1024 input channels)
-``*.num_batches_tracked`` (absent in old files)        same key, or 0 when absent
-=====================================================  ==========================================
-
-Two conventions of those repos are not in the keys and must be chosen by the caller:
-
-* **ASPP branches.** AdaptSegNet's ``Classifier_Module.forward`` is ``out = conv0(x)`` followed by
-  a loop whose body is ``out += conv[i+1](x); return out`` -- the ``return`` sits inside the loop,
-  so it returns after the first iteration: only branches 0 and 1 (dilations 6 and 12) are summed,
-  in training and at test time; branches 2 and 3 keep their random init. ADVENT's
-  ``ClassifierModule`` returns after the loop and sums all four. Pass ``aspp_branches=2`` for an
-  AdaptSegNet checkpoint, leave ``None`` (all four) for ADVENT. The weights cannot tell them apart.
-* **Input convention.** Both repos feed BGR images in 0..255 minus the caffe mean
-  (104.007, 116.669, 122.679) without std division; stvm feeds RGB in [0, 1] normalised with the
-  ImageNet mean/std. With ``fold_caffe_input=True`` (default) that difference is folded into the
-  weights: ``conv1.weight`` gets its input channels reversed and scaled by ``255 * std``, and the
-  constant ``conv1(255 * mean - caffe_mean)`` is subtracted from ``bn1.running_mean``. This is exact
-  away from the image border; in the 3-pixel zero-padded border, stvm's padding corresponds to a
-  caffe input of ``255 * mean - caffe_mean`` (under one grey level per channel) instead of 0.
+The key/shape checking and unwrapping here (``check_state``, ``_load_checked``, ``_unwrap``) are
+shared with every importer of ``stvm.models.importers``.
 """
 
 from __future__ import annotations
@@ -62,12 +24,10 @@ from torch import Tensor
 
 from stvm.digest import file_sha256
 from stvm.errors import StvmError
-from stvm.io import load_checkpoint, save_checkpoint
 from stvm.models.deeplab import ARCHS, SegModel, build_model, check_dilations, paper_dilations
-from stvm.runtime import check_finite
+from stvm.training import check_finite, load_checkpoint, save_checkpoint
 
 FORMAT = "stvm-model-v1"
-CAFFE_MEAN_BGR = (104.00698793, 116.66876762, 122.67891434)  # AdaptSegNet / ADVENT IMG_MEAN
 _IMAGENET_ENUMS = {101: "ResNet101_Weights", 50: "ResNet50_Weights", 18: "ResNet18_Weights"}
 _DEPTH = {"deeplabv2_r101": 101, "deeplabv3_r50": 50, "deeplabv2_r18": 18, "deeplabv3_r18": 18}
 _SHOW = 8  # keys listed per category in an error message
@@ -234,75 +194,6 @@ def _imagenet_state(arch: str) -> tuple[dict[str, Any], str, Path]:
         f"imagenet: torchvision {enum_name}.IMAGENET1K_V1 ({file_name})",
         hub_dir / file_name,
     )
-
-
-def import_external_deeplabv2(
-    path: str | Path,
-    num_classes: int,
-    *,
-    aspp_branches: int | None = None,
-    fold_caffe_input: bool = True,
-) -> SegModel:
-    """Load an AdaptSegNet/ADVENT DeepLabV2-R101 ``.pth`` as a ``deeplabv2_r101`` SegModel.
-
-    See the module docstring for the key map and the two conventions: ``aspp_branches=2`` for
-    AdaptSegNet checkpoints (its classifier sums only dilations 6 and 12), ``None`` for ADVENT;
-    ``fold_caffe_input`` folds the BGR/0..255/caffe-mean input convention into ``conv1``/``bn1``
-    (set False for a checkpoint trained on stvm's RGB ImageNet-normalised input).
-    """
-    path = Path(path)
-    state = _unwrap(load_checkpoint(path), path, prefixes=("module.", "Scale."))
-    if aspp_branches not in (None, 1, 2, 3, 4):
-        raise StvmError(
-            None, f"aspp_branches must be 1..4 or None (all four), got {aspp_branches!r}"
-        )
-    model = build_model("deeplabv2_r101", num_classes)
-    model.classifier.aspp_branches = aspp_branches  # carried into the load by _extra_states
-    what = (
-        f"deeplabv2_r101 with {num_classes} classes (AdaptSegNet/ADVENT layout, keys after mapping)"
-    )
-    _load_checked(model, _map_external(state) | _extra_states(model), path, what)
-    if fold_caffe_input:
-        _fold_caffe_input(model)
-    return model
-
-
-def _map_external(state: dict[str, Any]) -> dict[str, Any]:
-    """File keys -> stvm keys (table in the module docstring); unknown keys pass unchanged."""
-    main = "layer6" if any(k.startswith("layer6.") for k in state) else "layer5"
-    out = {}
-    for key, value in state.items():
-        if main == "layer6" and key.startswith("layer5."):
-            continue  # auxiliary layer3 head of the multi-level model
-        if key.startswith(f"{main}.conv2d_list."):
-            out["classifier.branches." + key[len(f"{main}.conv2d_list.") :]] = value
-        elif key.split(".", 1)[0] in ("conv1", "bn1", "layer1", "layer2", "layer3", "layer4"):
-            out["backbone." + key] = value
-        else:
-            out[key] = value
-    return out
-
-
-def _extra_states(model: torch.nn.Module) -> dict[str, Any]:
-    """The model's own ``_extra_state`` entries (``aspp_branches``; external files have none)."""
-    return {k: v for k, v in model.state_dict().items() if k.endswith("_extra_state")}
-
-
-@torch.no_grad()
-def _fold_caffe_input(model: SegModel) -> None:
-    """Make a caffe-input network accept RGB ImageNet-normalised input (see module docstring).
-
-    caffe input ``c = 255 * x01[::-1] - caffe_mean`` and ``x01 = x * std + mean``, so
-    ``conv1(c) = conv1'(x) + conv1(255 * mean - caffe_mean)`` with ``conv1'`` the RGB-ordered weight
-    scaled by ``255 * std``; the constant is absorbed by bn1's running mean.
-    """
-    from stvm.data.images import IMAGENET_MEAN, IMAGENET_STD
-
-    conv, bn = model.backbone.conv1, model.backbone.bn1
-    w_rgb = conv.weight.flip(1)  # BGR input channels -> RGB
-    offset_rgb = 255.0 * IMAGENET_MEAN - torch.tensor(CAFFE_MEAN_BGR).flip(0)
-    bn.running_mean -= (w_rgb * offset_rgb.view(1, 3, 1, 1)).sum(dim=(1, 2, 3))
-    conv.weight.copy_(w_rgb * (255.0 * IMAGENET_STD).view(1, 3, 1, 1))
 
 
 def save_model_checkpoint(model: SegModel, path: str | Path, **meta: Any) -> None:

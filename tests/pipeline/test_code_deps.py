@@ -34,7 +34,7 @@ def snakemake_reasons(out: str) -> dict[str, list[str]]:
 
 
 def test_changing_a_shared_loop_function_reruns_train_source_and_every_adapt_stage(repo_copy):
-    """set_poly_lr lives in stvm/loops.py, which both loops import (the issue's stvm/train.py case
+    """set_poly_lr lives in stvm/training.py, which both loops import (the issue's stvm/train.py case
     before train and adapt stopped importing each other)."""
     run(["dvc", "repro", "--quiet", "adapt"], repo_copy)
     models = sorted(str(p.relative_to(repo_copy)) for p in repo_copy.glob("results/models/*/seed*/model.pt"))
@@ -42,28 +42,28 @@ def test_changing_a_shared_loop_function_reruns_train_source_and_every_adapt_sta
     names = stage_names(repo_copy)
     assert json.loads(run(["dvc", "status", "--json", "adapt"], repo_copy).stdout) == {}
 
-    train = repo_copy / "stvm/loops.py"
+    train = repo_copy / "stvm/training.py"
     text = train.read_text()
     train.write_text(text.replace('    return opt.param_groups[0]["lr"]\n', '    lr = opt.param_groups[0]["lr"]\n    return lr\n', 1))
     assert train.read_text() != text
 
     status = json.loads(run(["dvc", "status", "--json"], repo_copy).stdout)
-    importers = {n for n, cmd in names.items() if "stvm/loops.py" in stage_code(cmd)}
+    importers = {n for n, cmd in names.items() if "stvm/training.py" in stage_code(cmd)}
     assert {n for n in names if n.startswith(("train_source", "adapt"))} <= importers  # both loops import it
     for name in importers:
-        assert any(c.get("changed deps", {}).get("stvm/loops.py") == "modified" for c in status.get(name, [])
+        assert any(c.get("changed deps", {}).get("stvm/training.py") == "modified" for c in status.get(name, [])
                    if isinstance(c, dict)), f"{name} not out of date: {status.get(name)}"
     for name in set(names) - importers:  # e.g. evaluate: its own deps did not change
-        assert not any(isinstance(c, dict) and "stvm/loops.py" in c.get("changed deps", {})
+        assert not any(isinstance(c, dict) and "stvm/training.py" in c.get("changed deps", {})
                        for c in status.get(name, []))
 
     dry = run(["snakemake", "-n", "--cores", "1", *models], repo_copy)
     reasons = snakemake_reasons(dry.stdout + dry.stderr)
     n_adapt = sum(1 for n in names if n.startswith("adapt"))
     assert len(reasons.get("adapt", [])) == n_adapt and len(reasons.get("train_source", [])) == 1, reasons
-    assert "stvm/loops.py" in reasons["train_source"][0]
+    assert "stvm/training.py" in reasons["train_source"][0]
     # with train_source held back, adapt is still out of date, for its own code dependency
     dry = run(["snakemake", "-n", "--cores", "1", "--allowed-rules", "adapt", "--",
                 *[m for m in models if "/Source/" not in m]], repo_copy)
     reasons = snakemake_reasons(dry.stdout + dry.stderr)
-    assert len(reasons.get("adapt", [])) == n_adapt and all("stvm/loops.py" in r for r in reasons["adapt"]), reasons
+    assert len(reasons.get("adapt", [])) == n_adapt and all("stvm/training.py" in r for r in reasons["adapt"]), reasons

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from tests.pipeline.conftest import run
-from tests.test_predict import jpeg_frames
+from tests.fixtures.frames import jpeg_frames
 
 pytestmark = pytest.mark.pipeline
 

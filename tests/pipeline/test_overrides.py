@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from stvm.io import load_checkpoint
+from stvm.training import load_checkpoint
 from tests.pipeline.conftest import run
 
 pytestmark = pytest.mark.pipeline

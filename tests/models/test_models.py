@@ -13,13 +13,8 @@ import torch.nn.functional as F
 from stvm.compat import torchvision
 from stvm.errors import StvmError
 from stvm.models.deeplab import ARCHS, ASPPv2, build_head, build_model, paper_dilations
-from stvm.models.weights import (
-    CAFFE_MEAN_BGR,
-    import_external_deeplabv2,
-    init_backbone,
-    load_model_checkpoint,
-    save_model_checkpoint,
-)
+from stvm.models.importers import CAFFE_MEAN_BGR, import_external_deeplabv2
+from stvm.models.weights import init_backbone, load_model_checkpoint, save_model_checkpoint
 
 SMALL = ("deeplabv2_r18", "deeplabv3_r18")
 CHANNELS = {

@@ -1,7 +1,7 @@
-"""Run by ``tests/test_adapt_ddp.py`` under ``torchrun``: the real ``stvm adapt`` CLI, with spies that
+"""Run by ``tests/adapt/test_ddp.py`` under ``torchrun``: the real ``stvm adapt`` CLI, with spies that
 dump each rank's full adaptation state at every checkpoint and what each rank was fed.
 
-Usage: ``torchrun --nproc_per_node 2 -m tests.adapt_ddp_worker PARAMS SOURCE_MODEL TARGET_IMAGES ROOT [VARIANT]``.
+Usage: ``torchrun --nproc_per_node 2 -m tests.adapt.ddp_worker PARAMS SOURCE_MODEL TARGET_IMAGES ROOT [VARIANT]``.
 Runs ``ROOT/full`` uninterrupted, then ``ROOT/res`` stopped after 3 iterations and resumed.
 """
 
@@ -20,8 +20,8 @@ def _install_spies(rank: int, fed: dict[str, list[float]]) -> None:
 
     checkpoint, step = loop._checkpoint, loop.adapt_step
 
-    def spy_checkpoint(path, nets, it, wall, run_id, is_main=True):
-        checkpoint(path, nets, it, wall, run_id, is_main)
+    def spy_checkpoint(path, nets, it, wall, run_id):
+        checkpoint(path, nets, it, wall, run_id)
         torch.save(nets.state(), path.parent / f"rank{rank}_it{it}.pt")
 
     def spy_step(cfg, v, nets, img_u8, it, seed, rank_arg=0):

@@ -53,7 +53,7 @@ def worker(threads: int | None, iters: int, arch: str, crop: int, batch: int) ->
 def _concurrent(jobs: int, threads: int | None, iters: int, arch: str, crop: int, batch: int) -> list[dict]:
     env = {k: v for k, v in os.environ.items() if k not in ENV_VARS}  # torch's default: one thread per core
     args = json.dumps([threads, iters, arch, crop, batch])
-    code = f"import json; from stvm.bench_threads import worker; print(json.dumps(worker(*json.loads({args!r}))))"
+    code = f"import json; from stvm.speed.threads import worker; print(json.dumps(worker(*json.loads({args!r}))))"
     procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True)
              for _ in range(jobs)]
     return [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in procs]

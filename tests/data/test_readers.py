@@ -1,4 +1,4 @@
-"""Raw-layout listing and decoding, on tiny format-faithful fixtures (tests/raw_fixtures.py)."""
+"""Raw-layout listing and decoding, on tiny format-faithful fixtures (tests/fixtures/raw.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from PIL import Image
 
 from stvm.data import readers as R
 from stvm.errors import StvmError
-from tests import raw_fixtures as F
+from tests.fixtures import raw as F
 
 
 def test_gta5_lists_sorted_pairs(tmp_path):

@@ -12,7 +12,7 @@ from stvm.adapt.loop import adapt
 from stvm.data.images import normalize, read_label, read_rgb
 from stvm.evaluate.maps import map_path, write_maps
 from stvm.evaluate.nets import confidence_map, load_nets, probs, reliability_map, to_u8
-from tests.tiny import adapt_params, source_model_and_target
+from tests.fixtures.tiny import adapt_params, source_model_and_target
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """``stvm adapt`` under torchrun: 2 CPU processes (gloo) on tiny data, STvM variant.
 
-One torchrun launch (``tests/adapt_ddp_worker.py``) runs an uninterrupted adaptation and a stopped
+One torchrun launch (``tests/adapt/ddp_worker.py``) runs an uninterrupted adaptation and a stopped
 then resumed one; the worker dumps every rank's full state at each checkpoint.
 """
 
@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from stvm.io import load_checkpoint
 from stvm.models.weights import load_model_checkpoint
-from tests.tiny import source_model_and_target
+from stvm.training import load_checkpoint
+from tests.fixtures.tiny import source_model_and_target
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PARAMS = ("common: {{device: cpu}}\nadapt: {{iterations: 6, crop: 32, log_every: 2, ckpt_every: 3, ema_interval: 2, "
           "ema_lambda: 0.5, buffer_size: 3, n_mocm: 2, samples_per_class: 8, n_f: 16, tau_mocm: 3.9, {bn}}}\n")
 BN = {"bn-source-train": "bn_init: source, bn_mode: train", "bn-target-frozen": "bn_init: target, bn_mode: frozen"}
@@ -46,7 +46,7 @@ def runs(request, tmp_path_factory):
     _, tgt = source_model_and_target(root)
     (root / "p.yaml").write_text(PARAMS.format(bn=BN[request.param]))
     torchrun = Path(sys.executable).parent / "torchrun"
-    cmd = [str(torchrun), "--nproc_per_node", "2", "-m", "tests.adapt_ddp_worker", str(root / "p.yaml"),
+    cmd = [str(torchrun), "--nproc_per_node", "2", "-m", "tests.adapt.ddp_worker", str(root / "p.yaml"),
            str(root / "source/model.pt"), str(tgt), str(root)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})

@@ -14,8 +14,8 @@ from PIL import Image
 from stvm.data.prepare import prepare_dataset
 from stvm.errors import StvmError
 from stvm.progress import ProgressBar, format_progress
-from tests import raw_fixtures as F
-from tests.test_labels import NTHU_13, SYNTHIA
+from tests.fixtures import raw as F
+from tests.data.test_labels import NTHU_13, SYNTHIA
 
 W, H = F.SIZE
 

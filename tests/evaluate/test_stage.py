@@ -10,7 +10,7 @@ import pytest
 from stvm.config import EvaluateParams
 from stvm.errors import StvmError
 from stvm.evaluate import stage
-from tests.tiny import source_model_and_target, write_prepared
+from tests.fixtures.tiny import source_model_and_target, write_prepared
 
 
 @pytest.fixture(scope="module")

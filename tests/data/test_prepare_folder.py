@@ -15,29 +15,11 @@ from stvm.data.convert import PAD_RGB, fit_aspect
 from stvm.data.prepare import prepare_dataset
 from stvm.data.readers import tree_stems
 from stvm.errors import StvmError
-
-SIZES = ((40, 24), (36, 30), (50, 20))
-
-
-def write_frames(root: Path, n: int = 6, labels: Path | None = None, encoding: str = "cityscapes") -> list[Path]:
-    """``n`` random JPEG frames of mixed sizes in two nested folders (+ label PNGs when asked)."""
-    rng = np.random.default_rng(0)
-    files = []
-    for i in range(n):
-        w, h = SIZES[i % len(SIZES)]
-        rel = Path("cam1" if i % 2 else "cam2/day") / f"f{i:03d}.jpg"
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(root / rel), rng.integers(0, 255, (h, w, 3), dtype=np.uint8))
-        files.append(root / rel)
-        if labels is not None:
-            ids = [7, 8, 11, 26] if encoding == "cityscapes" else [0, 1, 2, 13, 255]
-            (labels / rel).parent.mkdir(parents=True, exist_ok=True)
-            cv2.imwrite(str((labels / rel).with_suffix(".png")), rng.choice(ids, (h, w)).astype(np.uint8))
-    return files
+from tests.fixtures.frames import write_frames
 
 
 def cli(*args: str) -> int:
-    return main(["prepare", "--quiet", "--params", str(Path(__file__).parents[1] / "params.yaml"), *args])
+    return main(["prepare", "--quiet", "--params", str(Path(__file__).parents[2] / "params.yaml"), *args])
 
 
 def test_tree_stems_are_flat_unique_and_skip_hidden_files(tmp_path):

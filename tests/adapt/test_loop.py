@@ -9,14 +9,13 @@ import yaml
 
 from stvm.adapt.loop import adapt
 from stvm.adapt.step import adapt_step, build_nets
-from stvm.variants import VARIANTS
 from stvm.data.images import IMAGENET_MEAN, IMAGENET_STD
-from stvm.io import load_checkpoint
 from stvm.models.weights import load_model_checkpoint
-from tests.test_train import same_weights
-from tests.tiny import adapt_params, source_model_and_target
+from stvm.training import load_checkpoint
+from stvm.variants import VARIANTS
+from tests.fixtures.tiny import adapt_params, same_weights, source_model_and_target
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from stvm.errors import StvmError
-from stvm.io import load_checkpoint, save_checkpoint
 from stvm.models.deeplab import (
     ASPP_V2_DILATIONS,
     build_head,
@@ -18,6 +17,7 @@ from stvm.models.deeplab import (
     scaled_dilations,
 )
 from stvm.models.weights import load_model_checkpoint, save_model_checkpoint
+from stvm.training import load_checkpoint, save_checkpoint
 
 
 def _dilations(head: torch.nn.Module) -> list[int]:

@@ -17,7 +17,7 @@ from stvm.cli import main
 from stvm.errors import StvmError
 from stvm.report.compare import changed_params, compare_markdown, experiments, load_exp_show
 
-FIXTURE = Path(__file__).parent / "data" / "exp_show.json"
+FIXTURE = Path(__file__).parents[1] / "fixtures" / "exp_show.json"
 
 
 def _rows():

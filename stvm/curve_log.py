@@ -1,7 +1,8 @@
-"""Training curves as files DVC draws, resumable: one CSV of every column (``plots/adapt.csv``,
-which the report and a resume read) and, derived from the same rows at each write, dvclive's layout
-of one TSV per column (``plots/adapt/<column>.tsv``: iteration and the value), which ``dvc plots
-show`` / ``dvc plots diff`` draw as one curve per column when a stage declares the folder a plot.
+"""Training-curve logs (a loop's logged scalars per iteration) as files DVC draws, resumable: one
+CSV of every column (``plots/adapt.csv``, which the report and a resume read) and, derived from the
+same rows at each write, dvclive's layout of one TSV per column (``plots/adapt/<column>.tsv``:
+iteration and the value), which ``dvc plots show`` / ``dvc plots diff`` draw as one curve per column
+when a stage declares the folder a plot.
 
 Why not dvclive itself: it would be a second writer of the same numbers with its own resume rules
 (ours drops the rows past the checkpoint, so a resumed run's files equal an uninterrupted run's),
@@ -20,8 +21,9 @@ from pathlib import Path
 from stvm.io import atomic_path
 
 
-class PlotWriter:
-    """Accumulate rows of named numeric columns and keep ``path`` up to date."""
+class CurveLog:
+    """A loop's curve log: accumulate rows of named numeric columns and keep ``path`` (and its
+    one-TSV-per-column folder) up to date."""
 
     def __init__(self, path: Path, columns: list[str], resume_from: int = 0) -> None:
         self.path, self.columns = path, columns

@@ -108,3 +108,14 @@ def test_error_map_marks_wrong_pixels_ignores_void_and_compares_with_source():
     for i, j in np.ndindex(gt.shape):
         colour = (0, 0, 0) if expected[i][j] is None else ERROR_COLOURS[expected[i][j]]
         assert tuple(tile[i, j]) == colour, (i, j)
+
+
+def test_line_chart_is_legible_size_and_draws_lines():
+    assert figures.nice_ticks(0.0, 1.0) == pytest.approx([0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
+    assert figures.tick_label(0.0025, 0.0005) == "0.0025" and figures.tick_label(20000, 5000) == "20000"
+    img = figures.line_chart([figures.Series("a", [0, 1, 2], [0, 1, 4], (255, 0, 0))], "t", "x", "y")
+    assert img.shape == (400, 800, 3)
+    red = (img[..., 0] > 200) & (img[..., 1] < 80) & (img[..., 2] < 80)
+    assert red.sum() > 200  # the line (and its legend swatch) is there
+    flat = figures.line_chart([figures.Series("c", [0, 1], [2.0, 2.0], (0, 0, 255))], "t", "x", "y")
+    assert flat.shape == (400, 800, 3)

@@ -17,7 +17,7 @@ import torch
 
 from stvm.adapt.loop import adapt
 from stvm.adapt.step import adapt_step, build_nets
-from stvm.bench import bench_device, fake_prepared, peak_gib, reset_peak, slope_seconds
+from stvm.speed.train import bench_device, fake_prepared, peak_gib, reset_peak, slope_seconds
 from stvm.config import AdaptParams
 from stvm.models.deeplab import build_model
 from stvm.models.weights import save_model_checkpoint

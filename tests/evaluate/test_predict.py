@@ -17,26 +17,7 @@ from stvm.data.images import normalize
 from stvm.evaluate.inference import predict_logits
 from stvm.models.deeplab import build_model
 from stvm.models.weights import save_model_checkpoint
-from tests.test_prepare_folder import write_frames
-
-SIZES = ((40, 24), (36, 30), (50, 20), (44, 28))
-
-
-def jpeg_frames(root: Path, n: int) -> list[Path]:
-    """``n`` JPEG street-like frames of four sizes in nested folders (sky, building, road bands)."""
-    rng = np.random.default_rng(1)
-    files = []
-    for i in range(n):
-        w, h = SIZES[i % len(SIZES)]
-        img = np.zeros((h, w, 3), np.uint8)
-        img[: h // 3], img[h // 3: 2 * h // 3], img[2 * h // 3:] = (70, 130, 180), (70, 70, 70), (128, 64, 128)
-        img = np.clip(img.astype(int) + rng.integers(-25, 25, img.shape), 0, 255).astype(np.uint8)
-        path = root / f"drive{i % 3}" / f"frame_{i:04d}.jpg"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(path), img[..., ::-1])
-        files.append(path)
-    return files
-
+from tests.fixtures.frames import jpeg_frames, write_frames
 
 def random_model(path: Path, arch: str = "deeplabv2_r18", seed: int = 0) -> Path:
     torch.manual_seed(seed)
@@ -45,7 +26,7 @@ def random_model(path: Path, arch: str = "deeplabv2_r18", seed: int = 0) -> Path
 
 
 def tiny_params(path: Path) -> Path:
-    """A params file with the tiny adaptation schedule of tests/tiny.py (CPU seconds)."""
+    """A params file with the tiny adaptation schedule of tests/fixtures/tiny.py (CPU seconds)."""
     adapt = dict(iterations=4, crop=32, log_every=2, ckpt_every=2, ema_interval=2, ema_lambda=0.5, buffer_size=3,
                  n_mocm=2, samples_per_class=8, n_f=16)
     p = {"common": {"device": "cpu"}, "prepare": {"width": 48, "height": 32, "workers": 1}, "adapt": adapt,

@@ -1,4 +1,4 @@
-"""`stvm import --source torchvision-deeplabv3 | stvm`: more source models in (stvm/models/sources.py)."""
+"""`stvm import --source torchvision-deeplabv3 | stvm`: more source models in (stvm/models/importers.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from stvm.cli import main
 from stvm.compat import torchvision
 from stvm.errors import StvmError
 from stvm.models.deeplab import build_model
-from stvm.models.sources import import_stvm, import_torchvision_deeplabv3, infer_arch
+from stvm.models.importers import import_stvm, import_torchvision_deeplabv3, infer_arch
 from stvm.models.weights import load_model_checkpoint
 
 

@@ -1,11 +1,11 @@
-"""stvm.plots: the CSV of every column and dvclive's one-TSV-per-column layout, from the same rows."""
+"""stvm.curve_log: the CSV of every column and dvclive's one-TSV-per-column layout, from the same rows."""
 
 from __future__ import annotations
 
 import csv
 from pathlib import Path
 
-from stvm.plots import PlotWriter
+from stvm.curve_log import CurveLog
 
 COLUMNS = ["iteration", "loss", "lr"]
 
@@ -15,7 +15,7 @@ def _tsv(path: Path) -> list[list[str]]:
 
 
 def test_each_column_gets_its_own_tsv_with_the_csv_rows(tmp_path: Path) -> None:
-    w = PlotWriter(tmp_path / "plots/adapt.csv", COLUMNS)
+    w = CurveLog(tmp_path / "plots/adapt.csv", COLUMNS)
     for it in (10, 20, 30):
         w.row({"iteration": it, "loss": 1.0 / it, "lr": 0.5 - it / 100, "ignored": 7})
     rows = list(csv.DictReader((tmp_path / "plots/adapt.csv").open()))
@@ -26,16 +26,16 @@ def test_each_column_gets_its_own_tsv_with_the_csv_rows(tmp_path: Path) -> None:
 
 def test_a_resume_drops_the_rows_past_the_checkpoint_in_every_file(tmp_path: Path) -> None:
     path = tmp_path / "plots/adapt.csv"
-    w = PlotWriter(path, COLUMNS)
+    w = CurveLog(path, COLUMNS)
     for it in (10, 20, 30):
         w.row({"iteration": it, "loss": float(it), "lr": 0.1})
-    w = PlotWriter(path, COLUMNS, resume_from=20)
+    w = CurveLog(path, COLUMNS, resume_from=20)
     w.row({"iteration": 30, "loss": -1.0, "lr": 0.1})
     assert [r[1] for r in _tsv(tmp_path / "plots/adapt/loss.tsv")] == ["loss", "10.0", "20.0", "-1.0"]
 
 
 def test_a_run_without_rows_writes_headers_only_and_nothing_before_finish(tmp_path: Path) -> None:
-    w = PlotWriter(tmp_path / "plots/adapt.csv", COLUMNS)
+    w = CurveLog(tmp_path / "plots/adapt.csv", COLUMNS)
     assert not (tmp_path / "plots").exists()
     w.finish()
     assert (tmp_path / "plots/adapt.csv").read_text() == "iteration,loss,lr\n"

@@ -1,0 +1,1 @@
+"""Tests of ``stvm.adapt`` (one module per module it tests)."""

@@ -1,0 +1,1 @@
+"""Tests of ``stvm.data`` (one module per module it tests)."""

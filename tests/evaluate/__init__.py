@@ -1,0 +1,1 @@
+"""Tests of ``stvm.evaluate`` (one module per module it tests)."""

@@ -1,0 +1,1 @@
+"""Tests of ``stvm.models`` (one module per module it tests)."""

@@ -1,0 +1,1 @@
+"""Tests of ``stvm.report`` (one module per module it tests)."""
