@@ -36,11 +36,11 @@ demo: $(STAMP)
 	$(PY) -m stvm summary
 	@echo "Report: $(abspath results/report/report.html)"
 
-# The calibrated synthetic benchmark (configs/synth_benchmark.yaml; docs/BENCHMARKS.md "Calibration"
+# The calibrated synthetic benchmark (configs/synth_benchmark/calibrated.yaml; docs/BENCHMARKS.md "Calibration"
 # and "The ablation on the calibrated benchmark"). `make calibrate`: the source-only model scored on held-out
 # synthetic source frames and on the synthetic target val set; the summary's Δ is the domain gap
 # (outside DVC: a measurement, not a pipeline product).
-BENCH  := configs/synth_benchmark.yaml
+BENCH  := configs/synth_benchmark/calibrated.yaml
 CAL    := results/calibration
 CALP   := --params $(BENCH) --quiet
 calibrate: $(STAMP)
@@ -56,16 +56,16 @@ calibrate: $(STAMP)
 	    --labels $(CAL)/prepared/target/val/labels --out $(CAL)/eval/on_target_val/seed0
 	$(PY) -m stvm summary --eval $(CAL)/eval
 
-# `make benchmark`: the benchmark (configs/benchmark.yaml; docs/BENCHMARKS.md): phases geometry (each
+# `make benchmark`: the benchmark (configs/synth_benchmark/paper_geometry.yaml; docs/BENCHMARKS.md): phases geometry (each
 # head-geometry choice alone, source model and AdaBN), shift (bisected on Source, AdaBN and Oracle only,
 # then frozen), curves (mIoU against iterations, 4x the old budget) and Table IV at one budget for every
-# variant: the curves' plateau (stvm.benchmark_phases.plateau_budget), or BUDGET=N; fixed once in
+# variant: the curves' plateau (stvm.synth_benchmark.phases.plateau_budget), or BUDGET=N; fixed once in
 # table/budget.json. Resumable (rerun to continue); prints where the time goes. Outside DVC.
 BUDGET ?=
 # JOBS: steps run at once, each with common.threads (1) threads: 2 fills the reference box's 2 cores.
 JOBS   ?= 2
 benchmark: $(STAMP)
-	$(PY) -m stvm benchmark --params configs/benchmark.yaml --out results/benchmark --jobs $(JOBS) $(if $(BUDGET),--budget $(BUDGET))
+	$(PY) -m stvm synth_benchmark --params configs/synth_benchmark/paper_geometry.yaml --out results/benchmark --jobs $(JOBS) $(if $(BUDGET),--budget $(BUDGET))
 
 # `make ablation`: every Table IV variant, 3 seeds, on the calibrated benchmark, as the DVC
 # experiment `synth_ablation` (installs the file as params.yaml, as `make paper` does; the report is

@@ -235,11 +235,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_benchmark(args: argparse.Namespace) -> int:
-    from stvm.benchmark_phases import run_benchmark
+def cmd_synth_benchmark(args: argparse.Namespace) -> int:
+    from stvm.synth_benchmark.phases import run_benchmark
 
     if args.overrides:
-        raise StvmError(args.params, "stvm benchmark takes no --set: its steps read the params file as a whole")
+        raise StvmError(args.params, "stvm synth_benchmark takes no --set: its steps read the params file as a whole")
     return run_benchmark(_params(args, need_file=True), args.params, args.out, args.phase, args.budget, args.quiet, args.jobs)
 
 

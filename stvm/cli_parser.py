@@ -71,7 +71,7 @@ GROUPS: dict[str, tuple[str, ...]] = {  # the top-level help lists every command
     "pipeline stages (dvc.yaml and the Snakefile run them)": (
         "synth", "prepare", "train_source", "adapt", "evaluate", "report"),
     "your own models and frames": ("import", "predict", "export", "score"),
-    "results and tools": ("summary", "compare", "benchmark", "bench", "params", "deps"),
+    "results and tools": ("summary", "compare", "synth_benchmark", "bench", "params", "deps"),
 }
 QUIET_HELP = "no progress bars or notes on stderr (results, warnings and errors still print)"
 PARAMS_HELP = (f"params file (default: {DEFAULT_PARAMS} in the current folder if there is one, else the "
@@ -245,7 +245,7 @@ def _tools(command: Command) -> None:
     sp.add_argument("--from", dest="saved", type=Path, help="read saved `dvc exp show --json` output instead of running dvc")
     sp.add_argument("-A", "--all-commits", action="store_true", help="experiments of all commits (dvc exp show -A)")
 
-    sp = command("benchmark", "The synthetic benchmark: geometry table, a shift frozen from Source/AdaBN/Oracle, "
+    sp = command("synth_benchmark", "The synthetic benchmark: geometry table, a shift frozen from Source/AdaBN/Oracle, "
                  "learning curves, then Table IV (resumable; docs/BENCHMARKS.md; needs a params file).")
     sp.add_argument("--out", type=Path, default=Path("results/benchmark"), help="output folder (default: results/benchmark)")
     sp.add_argument("--phase", choices=["all", "geometry", "shift", "curves", "table"], default="all",

@@ -49,7 +49,7 @@ VARIANTS: dict[str, Variant] = {
 }
 
 #: Runs trained with labels by ``stvm train_source`` (the rest are adapted): the source model, and the
-#: benchmark's Oracle trained on *target* labels (``stvm benchmark``: a ceiling, never an input).
+#: benchmark's Oracle trained on *target* labels (``stvm synth_benchmark``: a ceiling, never an input).
 TRAINED = ("Source", "Oracle")
 #: Row order of every table and figure: the source model, the variants as above, the ceiling.
 RUN_ORDER = ("Source", *VARIANTS, "Oracle")

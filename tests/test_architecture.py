@@ -9,7 +9,7 @@ Rooms, lowest first (a module may import its own room and the rooms below it):
                   blocks)
   4 stages        train | adapt.{step,loop,dist} | evaluate.* | export: a stage never imports another
   5 report        stvm.report.*  (reads files the stages wrote)
-  6 cli           cli, cli_parser, __main__, deps, speed.*, benchmark, benchmark_phases
+  6 cli           cli, cli_parser, __main__, deps, speed.*, synth_benchmark.*
                   (tools over it all)
 """
 
@@ -36,7 +36,7 @@ ROOMS = {
     "stage:export": (4, ["stvm.export"]),
     "report": (5, ["stvm.report"]),
     "cli": (6, ["stvm.cli", "stvm.cli_parser", "stvm.__main__", "stvm.deps", "stvm.speed",
-                "stvm.benchmark", "stvm.benchmark_phases", "stvm.workflow_params"]),
+                "stvm.synth_benchmark", "stvm.workflow_params"]),
 }
 MAX_LINES, EXPLAIN_OVER = 400, 300
 

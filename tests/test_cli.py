@@ -156,7 +156,7 @@ def test_a_named_params_file_must_exist_and_set_is_checked_on_the_defaults(tmp_p
         "['stretch', 'crop', 'pad'], got 'squash'")
 
 
-@pytest.mark.parametrize("command", ["report", "benchmark"])
+@pytest.mark.parametrize("command", ["report", "synth_benchmark"])
 def test_a_command_that_records_its_params_file_needs_one(tmp_path, command):
     proc = _cli(command, cwd=tmp_path)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1

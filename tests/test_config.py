@@ -70,15 +70,15 @@ def _flat(d: dict, prefix: str = "") -> dict:
 
 
 def test_benchmark_params_differ_from_the_demo_only_where_documented():
-    """configs/synth_benchmark.yaml (`make calibrate`, `make ablation`) is the demo plus the marked keys."""
-    load_params(ROOT / "configs/synth_benchmark.yaml")  # validates
+    """configs/synth_benchmark/calibrated.yaml (`make calibrate`, `make ablation`) is the demo plus the marked keys."""
+    load_params(ROOT / "configs/synth_benchmark/calibrated.yaml")  # validates
     demo = _flat(yaml.safe_load((ROOT / "params.yaml").read_text()))
-    cal = _flat(yaml.safe_load((ROOT / "configs/synth_benchmark.yaml").read_text()))
+    cal = _flat(yaml.safe_load((ROOT / "configs/synth_benchmark/calibrated.yaml").read_text()))
     assert demo.keys() == cal.keys()
     changed = {k for k in demo if demo[k] != cal[k]}
     assert changed == {"synth.shift", "prepare.width", "prepare.height", "train_source.iterations",
                        "train_source.crop", "adapt.iterations", "variants"}
-    lines = (ROOT / "configs/synth_benchmark.yaml").read_text().splitlines()
+    lines = (ROOT / "configs/synth_benchmark/calibrated.yaml").read_text().splitlines()
     marked = {ln.split(":")[0].strip() for ln in lines if "# benchmark" in ln}
     assert {k.split(".")[-1] for k in changed} - {"height"} <= marked  # each change says so in the file
     assert cal["synth.shift"] > demo["synth.shift"] and cal["prepare.source_holdout"] > 0

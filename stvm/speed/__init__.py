@@ -1,7 +1,7 @@
 """``stvm bench``: the speed benchmarks (throughput, peak memory, loop overhead, thread control).
 
 Why a package of their own: they time the stages and print figures, nothing in the pipeline reads
-them, and their name kept them confusable with ``stvm.benchmark`` (the synthetic accuracy
+them, and their name kept them confusable with ``stvm.synth_benchmark.steps`` (the synthetic accuracy
 benchmark). ``train`` times source training and evaluation, ``adapt`` the adaptation loop,
 ``threads`` concurrent jobs with and without ``common.threads``.
 """

@@ -1,4 +1,4 @@
-"""`stvm benchmark`: the synthetic benchmark, end to end, as one resumable command in four phases.
+"""`stvm synth_benchmark`: the synthetic benchmark, end to end, as one resumable command in four phases.
 
 Why one command and not the DVC DAG: the benchmark is a measurement of the method, with products
 the pipeline does not make: a geometry table, a shift chosen by a rule, an Oracle trained on

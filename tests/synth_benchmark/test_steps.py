@@ -1,4 +1,4 @@
-"""Tests for `stvm benchmark` (stvm.benchmark, stvm.benchmark_phases): the phases' steps, the
+"""Tests for `stvm synth_benchmark` (stvm.synth_benchmark.steps and .phases): the phases' steps, the
 geometry rule, the shift bisection, resume, failure and the tables."""
 
 from __future__ import annotations
@@ -10,18 +10,18 @@ from pathlib import Path
 
 import pytest
 
-from stvm import benchmark
-from stvm import benchmark_phases as phases
+from stvm.synth_benchmark import steps as benchmark
+from stvm.synth_benchmark import phases
 from stvm.config import load_params
 from stvm.errors import StvmError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NAMES = ["road", "sidewalk", "building", "wall", "fence", "pole"]  # trainIds 0-5
 
 
 @pytest.fixture(scope="module")
 def params():
-    return load_params(ROOT / "configs/benchmark.yaml")
+    return load_params(ROOT / "configs/synth_benchmark/paper_geometry.yaml")
 
 
 def _variants(steps) -> set[str]:

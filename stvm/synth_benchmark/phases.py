@@ -1,9 +1,9 @@
-"""The phases of `stvm benchmark`: run each phase's steps, read back what they wrote, print its
+"""The phases of `stvm synth_benchmark`: run each phase's steps, read back what they wrote, print its
 tables (geometry, source model, shift probes, curves, Table IV with the gap closed and per class)
 and freeze the two decisions (the shift by its bisection; the table's budget by the plateau rule
 below, or as given).
 
-Why apart from ``stvm.benchmark``: that module says which steps exist; this one reads the files
+Why apart from ``stvm.synth_benchmark.steps``: that module says which steps exist; this one reads the files
 those steps wrote (every number comes from an evaluation's ``scores.json`` or ``curve.json``, the
 one implementation in ``stvm.evaluate.metrics``) and decides nothing from a self-trained variant.
 """
@@ -14,7 +14,7 @@ import math
 import sys
 from pathlib import Path
 
-from stvm.benchmark import (
+from stvm.synth_benchmark.steps import (
     ADABN_SHARE_MAX,
     CURVE_VARIANTS,
     PHASES,
@@ -176,7 +176,7 @@ def per_class(root: Path) -> str:
 
 def run_benchmark(p: Params, params: Path, out: Path, phase: str, budget: int | None, quiet: bool,
                   jobs: int = 1) -> int:
-    """`stvm benchmark`: one phase or all in order; exit status."""
+    """`stvm synth_benchmark`: one phase or all in order; exit status."""
     if budget is not None and budget < 1:
         raise StvmError(None, f"--budget: expected iterations >= 1, got {budget}")
     check_geometry(p)
@@ -186,7 +186,7 @@ def run_benchmark(p: Params, params: Path, out: Path, phase: str, budget: int | 
     for ph in todo:
         if not run_phase(ph, p, out, params, quiet, budget, spent, jobs):
             print(timing_table(spent, out))
-            print(f"stvm benchmark: {out}: phase {ph}: a property of the benchmark does not hold (FAIL above); "
+            print(f"stvm synth_benchmark: {out}: phase {ph}: a property of the benchmark does not hold (FAIL above); "
                   "no later phase was run", file=sys.stderr)
             return 1
     print("\n## where the time goes\n\n" + timing_table(spent, out))
@@ -244,7 +244,7 @@ def run_phase(phase: str, p: Params, out: Path, params: Path, quiet: bool, budge
         return True
     if budget is None and not (out / "table" / "budget.json").is_file():
         budget = plateau_budget(curve_means(out / "curves"))
-        print(f"stvm benchmark: Table IV's budget: {budget} iterations, the first snapshot from which every "
+        print(f"stvm synth_benchmark: Table IV's budget: {budget} iterations, the first snapshot from which every "
               f"curve stays within {PLATEAU_TOL} mIoU of its end (curves.md)", file=sys.stderr)
     elif budget is None:
         budget = int(read_json(out / "table" / "budget.json")["iterations"])
