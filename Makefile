@@ -36,45 +36,32 @@ demo: $(STAMP)
 	$(PY) -m stvm summary
 	@echo "Report: $(abspath results/report/report.html)"
 
-# The calibrated synthetic benchmark (configs/synth_benchmark/calibrated.yaml; docs/BENCHMARKS.md "Calibration"
-# and "The ablation on the calibrated benchmark"). `make calibrate`: the source-only model scored on held-out
-# synthetic source frames and on the synthetic target val set; the summary's Δ is the domain gap
-# (outside DVC: a measurement, not a pipeline product).
-BENCH  := configs/synth_benchmark/calibrated.yaml
-CAL    := results/calibration
-CALP   := --params $(BENCH) --quiet
-calibrate: $(STAMP)
-	rm -rf $(CAL)
-	$(PY) -m stvm synth $(CALP) --out $(CAL)/raw
-	$(PY) -m stvm prepare $(CALP) --dataset gta5 --root $(CAL)/raw/source --out $(CAL)/prepared/source
-	$(PY) -m stvm prepare $(CALP) --dataset cityscapes --root $(CAL)/raw/target --out $(CAL)/prepared/target
-	$(PY) -m stvm train_source $(CALP) --images $(CAL)/prepared/source/train/images \
-	    --labels $(CAL)/prepared/source/train/labels --out $(CAL)/models/Source/seed0
-	$(PY) -m stvm evaluate $(CALP) --model $(CAL)/models/Source/seed0/model.pt --images $(CAL)/prepared/source/val/images \
-	    --labels $(CAL)/prepared/source/val/labels --out $(CAL)/eval/on_source_val/seed0
-	$(PY) -m stvm evaluate $(CALP) --model $(CAL)/models/Source/seed0/model.pt --images $(CAL)/prepared/target/val/images \
-	    --labels $(CAL)/prepared/target/val/labels --out $(CAL)/eval/on_target_val/seed0
-	$(PY) -m stvm summary --eval $(CAL)/eval
-
-# `make benchmark`: the benchmark (configs/synth_benchmark/paper_geometry.yaml; docs/BENCHMARKS.md): phases geometry (each
-# head-geometry choice alone, source model and AdaBN), shift (bisected on Source, AdaBN and Oracle only,
-# then frozen), curves (mIoU against iterations, 4x the old budget) and Table IV at one budget for every
-# variant: the curves' plateau (stvm.synth_benchmark.phases.plateau_budget), or BUDGET=N; fixed once in
-# table/budget.json. Resumable (rerun to continue); prints where the time goes. Outside DVC.
-BUDGET ?=
-# JOBS: steps run at once, each with common.threads (1) threads: 2 fills the reference box's 2 cores.
+# The synthetic benchmark tier (`stvm synth_benchmark`; docs/BENCHMARKS.md), outside DVC: a measurement
+# of the method, resumable (rerun to continue), printing where the time goes. Its two presets are
+# the params files under configs/synth_benchmark/. JOBS: steps run at once, each with common.threads
+# threads (the results do not depend on it): JOBS x common.threads should fill the cores, no more.
 JOBS   ?= 2
-benchmark: $(STAMP)
-	$(PY) -m stvm synth_benchmark --params configs/synth_benchmark/paper_geometry.yaml --out results/benchmark --jobs $(JOBS) $(if $(BUDGET),--budget $(BUDGET))
-
-# `make ablation`: every Table IV variant, 3 seeds, on the calibrated benchmark, as the DVC
-# experiment `synth_ablation` (installs the file as params.yaml, as `make paper` does; the report is
-# results/report/; `git checkout params.yaml` brings the demo back).
+SB      = $(PY) -m stvm synth_benchmark --jobs $(JOBS)
+# `make calibrate` / `make ablation`: the calibrated preset (calibrated.yaml), in results/calibrated:
+# phase calibrate (the source-only model on held-out synthetic source frames and on the target val
+# set: the domain gap), phase ablation (calibrate's steps, then AdaBN and every variant over three
+# adaptation seeds, at the params' shift and budget).
+CALIBRATED := --params configs/synth_benchmark/calibrated.yaml --out results/calibrated
+# calibrated.yaml has common.threads 2: one step at a time fills 2 cores
+calibrate ablation: JOBS = 1
+calibrate: $(STAMP)
+	$(SB) $(CALIBRATED) --phase calibrate
 ablation: $(STAMP)
-	$(PY) -m stvm params --params $(BENCH) > /dev/null
-	cp $(BENCH) params.yaml
-	dvc exp run -n synth_ablation
-	$(PY) -m stvm summary
+	$(SB) $(CALIBRATED) --phase ablation
+
+# `make benchmark`: the paper-geometry preset (paper_geometry.yaml), in results/benchmark: phases
+# geometry (each head-geometry choice alone, source model and AdaBN), shift (bisected on Source,
+# AdaBN and Oracle only, then frozen), curves (mIoU against iterations, 4x the old budget) and Table
+# IV at one budget for every variant: the curves' plateau (stvm.synth_benchmark.phases.plateau_budget),
+# or BUDGET=N; fixed once in table/budget.json.
+BUDGET ?=
+benchmark: $(STAMP)
+	$(SB) --params configs/synth_benchmark/paper_geometry.yaml --out results/benchmark $(if $(BUDGET),--budget $(BUDGET))
 
 test: $(STAMP) $(SLURM_STAMP)
 	$(PY) -m pytest -q

@@ -245,13 +245,14 @@ def _tools(command: Command) -> None:
     sp.add_argument("--from", dest="saved", type=Path, help="read saved `dvc exp show --json` output instead of running dvc")
     sp.add_argument("-A", "--all-commits", action="store_true", help="experiments of all commits (dvc exp show -A)")
 
-    sp = command("synth_benchmark", "The synthetic benchmark: geometry table, a shift frozen from Source/AdaBN/Oracle, "
-                 "learning curves, then Table IV (resumable; docs/BENCHMARKS.md; needs a params file).")
+    sp = command("synth_benchmark", "The synthetic benchmark tier (resumable; docs/BENCHMARKS.md; needs a params file). "
+                 "Preset configs/synth_benchmark/paper_geometry.yaml: phases geometry, shift (frozen from "
+                 "Source/AdaBN/Oracle), curves, table; preset calibrated.yaml: phases calibrate, ablation.")
     sp.add_argument("--out", type=Path, default=Path("results/benchmark"), help="output folder (default: results/benchmark)")
-    sp.add_argument("--phase", choices=["all", "geometry", "shift", "curves", "table"], default="all",
-                    help="one phase, or all in order")
-    sp.add_argument("--budget", type=number("adapt", "iterations"), help="Table IV's adaptation iterations, the same for every variant "
-                    "(default: the curves' plateau, fixed in table/budget.json before any table run)")
+    sp.add_argument("--phase", choices=["all", "geometry", "shift", "curves", "table", "calibrate", "ablation"],
+                    default="all", help="one phase; all: geometry, shift, curves and table in order (default)")
+    sp.add_argument("--budget", type=number("adapt", "iterations"), help="the table phase's adaptation iterations, the "
+                    "same for every variant (default: the curves' plateau, fixed in table/budget.json before any table run)")
     sp.add_argument("--jobs", type=number(int, lo=1, hi=64), default=1, help="steps run at once, each with common.threads "
                     "threads (default 1; the results do not depend on it)")
 

@@ -1,11 +1,9 @@
-"""The phases of `stvm synth_benchmark`: run each phase's steps, read back what they wrote, print its
-tables (geometry, source model, shift probes, curves, Table IV with the gap closed and per class)
-and freeze the two decisions (the shift by its bisection; the table's budget by the plateau rule
-below, or as given).
+"""The phases of `stvm synth_benchmark`: run each phase's steps, print its tables and make the
+phase's decisions: the geometry's source model must know every class, the shift is bisected and
+frozen, the table's budget comes from the curves by the plateau rule below (or as given).
 
-Why apart from ``stvm.synth_benchmark.steps``: that module says which steps exist; this one reads the files
-those steps wrote (every number comes from an evaluation's ``scores.json`` or ``curve.json``, the
-one implementation in ``stvm.evaluate.metrics``) and decides nothing from a self-trained variant.
+Why apart from ``steps`` and ``tables``: those say which stage calls exist and read back what they
+wrote; this module decides, and nothing it decides reads a self-trained variant before the table.
 """
 
 from __future__ import annotations
@@ -14,64 +12,46 @@ import math
 import sys
 from pathlib import Path
 
+from stvm.config import Params
+from stvm.data.labels import CLASS_NAMES
+from stvm.errors import StvmError
+from stvm.evaluate.metrics import metric_key
+from stvm.io import atomic_path, read_json, write_json
+from stvm.report.curves import collect_curves, seed_band
+from stvm.report.tables import collect, stats
+from stvm.synth_benchmark.runner import check_params, recorded, run
 from stvm.synth_benchmark.steps import (
     ADABN_SHARE_MAX,
-    CURVE_VARIANTS,
-    PHASES,
-    check_geometry,
-    check_params,
-    chosen_option,
+    CALIBRATED_PHASES,
     CLASS_IOU_MIN,
+    CURVE_VARIANTS,
     FIRST_SHIFT,
     MAX_PROBES,
+    PHASES,
     RATIO_RANGE,
     SOURCE_MIOU_MIN,
+    ablation_steps,
+    calibrate_steps,
+    check_geometry,
+    chosen_option,
     curve_steps,
-    geometry_options,
     geometry_steps,
     probe_steps,
-    recorded,
-    run,
     shift_dir,
     table_steps,
 )
-from stvm.errors import StvmError
-from stvm.io import atomic_path, write_json
-from stvm.config import Params
-from stvm.data.labels import CLASS_NAMES
-from stvm.evaluate.metrics import metric_key
-from stvm.io import read_json
-from stvm.report.curves import collect_curves, seed_band
-from stvm.report.tables import ablation_rows, collect, order_runs, stats
-
-
-def scores(folder: Path) -> dict[str, float]:
-    return read_json(folder / "scores.json")
-
-
-def present(folder: Path) -> list[bool]:
-    """Per class (trainId order; rows of the confusion matrix are the ground truth): present?"""
-    return [sum(row) > 0 for row in read_json(folder / "confusion.json")["matrix"]]
-
-
-def cell(value: float | None) -> str:
-    return "–" if value is None or value != value else f"{value:.1f}"
-
-
-def geometry_table(p: Params, out: Path) -> str:
-    """Markdown: each geometry choice alone, on the source model (source val, target val) and AdaBN."""
-    s = p.source_seed
-    lines = ["| option | head dilations | source crop | source val | Source on target | AdaBN on target | AdaBN − Source |",
-             "|---|---|---|---|---|---|---|"]
-    for name, overrides in geometry_options(p).items():
-        root = out / "geometry" / name
-        sets = dict(o.split("=", 1) for o in overrides)
-        dil = sets["train_source.head_dilations"]
-        sv, tv = scores(root / "source_val/Source" / f"seed{s}")["miou"], scores(root / "eval/Source" / f"seed{s}")["miou"]
-        ada = scores(root / "eval/AdaBN" / f"seed{s}")["miou"]
-        lines.append(f"| {name} | {dil if dil != '[]' else 'paper (6, 12, 18, 24)'} | {sets['train_source.crop']} | "
-                     f"{sv:.1f} | {tv:.1f} | {ada:.1f} | {ada - tv:+.1f} |")
-    return "\n".join(lines) + f"\n\nTarget: the first shift probe (synth.shift {FIRST_SHIFT:g}); seed {s}.\n"
+from stvm.synth_benchmark.tables import (
+    calibration_table,
+    cell,
+    cost_table,
+    curves_table,
+    eval_files,
+    geometry_table,
+    per_class,
+    present,
+    scores,
+    table4,
+)
 
 
 def source_table(root: Path, seed: int) -> tuple[str, bool]:
@@ -126,51 +106,6 @@ def shift_table(history: list[dict[str, float]]) -> str:
     return "\n".join(lines) + f"\n\nEach probe {need}; the first that passes is frozen.\n"
 
 
-def eval_files(root: Path) -> dict[str, Path]:
-    """``eval/<run>/seed<k>`` -> its metrics.json, for every evaluation under ``root/eval``."""
-    return {f"eval/{d.parent.name}/{d.name}": d / "metrics.json" for d in sorted((root / "eval").glob("*/seed*"))}
-
-
-def curves_table(root: Path) -> str:
-    """Markdown: mIoU at every snapshot, per curve run (mean over its seeds), beside the levels."""
-    curves = collect_curves(eval_files(root))
-    runs = order_runs(curves)
-    its = sorted({i for r in runs for i in seed_band(curves[r])[0]})
-    lines = ["| iteration | " + " | ".join(runs) + " |", "|---" * (len(runs) + 1) + "|"]
-    for i in its:
-        row = [dict(zip(*seed_band(curves[r])[:2], strict=True)).get(i) for r in runs]
-        lines.append(f"| {i} | " + " | ".join(cell(v) for v in row) + " |")
-    levels = {r: collect(root / "eval").get(r, {}) for r in ("Source", "AdaBN", "Oracle")}
-    text = ", ".join(f"{r} {stats(list(v.values()))[0]:.1f}" for r, v in levels.items() if v)
-    return "\n".join(lines) + f"\n\nLevels: {text}.\n"
-
-
-def table4(root: Path) -> str:
-    """Markdown: Table IV with mean ± std, min, seeds and the share of the Source→Oracle gap closed."""
-    rows = ablation_rows(collect(root / "eval"))
-    by = {r["name"]: r for r in rows}
-    gap = by["Oracle"]["mean"] - by["Source"]["mean"] if "Oracle" in by and "Source" in by else None
-    lines = ["| run | mIoU mean ± std | min | seeds | gap closed |", "|---|---|---|---|---|"]
-    for r in rows:
-        closed = "" if not gap else f"{(r['mean'] - by['Source']['mean']) / gap * 100 + 0.0:.0f} %"
-        spread = f"{r['std']:.1f}" if r["seeds"] > 1 else "n/a"
-        lines.append(f"| {r['name']} | {r['mean']:.1f} ± {spread} | {r['min']:.1f} | {r['seeds']} | {closed} |")
-    return "\n".join(lines) + "\n"
-
-
-def per_class(root: Path) -> str:
-    """Markdown: per-class IoU, mean over seeds, one column per run (classes present in the val set)."""
-    runs = order_runs(collect(root / "eval"))
-    folders = {r: sorted((root / "eval" / r).glob("seed*")) for r in runs}
-    here = present(folders[runs[0]][0])
-    lines = ["| class | " + " | ".join(runs) + " |", "|---" * (len(runs) + 1) + "|"]
-    for name, ok in zip(CLASS_NAMES, here, strict=False):
-        if ok:
-            vals = [stats([scores(f).get(metric_key(name), math.nan) for f in folders[r]])[0] for r in runs]
-            lines.append(f"| {name} | " + " | ".join(cell(v) for v in vals) + " |")
-    return "\n".join(lines) + "\n"
-
-
 # --- the driver ------------------------------------------------------------------------------------
 
 
@@ -179,9 +114,13 @@ def run_benchmark(p: Params, params: Path, out: Path, phase: str, budget: int | 
     """`stvm synth_benchmark`: one phase or all in order; exit status."""
     if budget is not None and budget < 1:
         raise StvmError(None, f"--budget: expected iterations >= 1, got {budget}")
-    check_geometry(p)
-    check_params(params, out)
     todo = list(PHASES) if phase == "all" else [phase]
+    if budget is not None and "table" not in todo:
+        raise StvmError(None, f"--budget sets the table phase's iterations; phase {phase} reads adapt.iterations "
+                              "from the params")
+    if set(todo) & set(PHASES):
+        check_geometry(p)
+    check_params(params, out)
     spent: dict[str, float] = {}
     for ph in todo:
         if not run_phase(ph, p, out, params, quiet, budget, spent, jobs):
@@ -236,6 +175,8 @@ def run_phase(phase: str, p: Params, out: Path, params: Path, quiet: bool, budge
         return ok
     if phase == "shift":
         return phase_shift(p, out, params, quiet, spent, jobs)
+    if phase in CALIBRATED_PHASES:
+        return phase_calibrated(phase, p, out, params, quiet, spent, jobs)
     shift = frozen_shift(out)
     if phase == "curves":
         add(spent, run(curve_steps(p, out, shift), params, quiet, jobs))
@@ -252,6 +193,19 @@ def run_phase(phase: str, p: Params, out: Path, params: Path, quiet: bool, budge
     add(spent, run(table_steps(p, out, shift, budget), params, quiet, jobs))
     emit(out, "table4.md", table4(out / "table"))
     emit(out, "table4_per_class.md", per_class(out / "table"))
+    return True
+
+
+def phase_calibrated(phase: str, p: Params, out: Path, params: Path, quiet: bool, spent: dict[str, float],
+                     jobs: int = 1) -> bool:
+    """Phases of the calibrated preset, at the params' own shift, geometry and budget: ``calibrate`` (the
+    source model's gap) and ``ablation`` (calibrate's steps, then every variant and seed)."""
+    steps = calibrate_steps(p, out) if phase == "calibrate" else ablation_steps(p, out)
+    add(spent, run(steps, params, quiet, jobs))
+    emit(out, "calibration.md", calibration_table(out / "calibrate", p.source_seed, p.synth.shift))
+    if phase == "ablation":
+        emit(out, "ablation.md", table4(out / "ablation"))
+        emit(out, "ablation_per_class.md", per_class(out / "ablation"))
     return True
 
 
@@ -306,12 +260,3 @@ def timing_table(spent: dict[str, float], out: Path) -> str:
     return "\n".join(lines)
 
 
-def cost_table(out: Path) -> str:
-    """Seconds per iteration of every training run under ``out`` (from its train/adapt metrics)."""
-    lines = ["| run | iterations | wall (s) | s / iteration |", "|---|---|---|---|"]
-    for path in sorted([*out.rglob("train_metrics.json"), *out.rglob("adapt_metrics.json")]):
-        m = read_json(path)
-        if m.get("iterations"):
-            lines.append(f"| {path.parent.relative_to(out)} | {m['iterations']} | {m['wall_seconds']:.0f} | "
-                         f"{m['wall_seconds'] / m['iterations']:.3f} |")
-    return "\n".join(lines) + "\n"

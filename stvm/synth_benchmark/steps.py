@@ -17,21 +17,16 @@ a step whose output exists is skipped, so an interrupted run resumes. The phases
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from stvm.config import Params
 from stvm.errors import StvmError
-from stvm.io import atomic_path, read_json, write_json
 from stvm.models.deeplab import feature_side, scaled_dilations
 from stvm.variants import VARIANTS
 
-PHASES = ("geometry", "shift", "curves", "table")
+PHASES = ("geometry", "shift", "curves", "table")  # preset paper_geometry (--phase all)
+CALIBRATED_PHASES = ("calibrate", "ablation")  # preset calibrated: the params' own shift, geometry and budget
 RATIO_RANGE = (0.45, 0.65)  # Source on the target as a share of the Oracle (GTA5 -> Cityscapes: about 0.55)
 ADABN_SHARE_MAX = 0.25  # AdaBN closes at most this share of the Source -> Oracle gap
 SOURCE_MIOU_MIN, CLASS_IOU_MIN = 50.0, 10.0  # a source model that knows every class
@@ -126,7 +121,8 @@ def check_geometry(p: Params) -> None:
     problems += [f"{s}.crop {c} != prepare.height {p.prepare.height}" for s, c in
                  (("train_source", p.train_source.crop), ("adapt", p.adapt.crop)) if c != p.prepare.height]
     if problems:
-        raise StvmError(None, "benchmark params do not follow the paper's geometry: " + "; ".join(problems))
+        raise StvmError(None, "benchmark params do not follow the paper's geometry: " + "; ".join(problems)
+                        + f" (phases {', '.join(PHASES)} need it; --phase {' or '.join(CALIBRATED_PHASES)} do not)")
 
 
 # --- the phases as steps ---------------------------------------------------------------------------
@@ -211,89 +207,29 @@ def table_steps(p: Params, out: Path, shift: float, budget: int) -> list[Step]:
     return steps + levels(p, out, shift, root)
 
 
-# --- running ---------------------------------------------------------------------------------------
+def calibrated_source(out: Path, p: Params) -> Path:
+    """The calibrated preset's source model: trained with the params as they stand."""
+    return out / "calibrate" / "models" / "Source" / f"seed{p.source_seed}" / "model.pt"
 
 
-def check_params(params: Path, out: Path) -> None:
-    """Refuse to resume ``out`` with other params than it was made with (skipped steps would be stale)."""
-    text = params.read_text()
-    stamp = out / "params.yaml"
-    if stamp.is_file():
-        if yaml.safe_load(stamp.read_text()) != yaml.safe_load(text):  # the values; comments may change
-            raise StvmError(stamp, f"{out} was made with other params than {params}; "
-                                   "delete it or choose another --out")
-        return
-    out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(stamp) as tmp:
-        tmp.write_text(text)
+def calibrate_steps(p: Params, out: Path) -> list[Step]:
+    """Phase calibrate: the data at the params' own shift, the source model, scored on held-out source
+    frames and on the target val set (their difference is the domain gap)."""
+    s, shift, root = p.source_seed, p.synth.shift, out / "calibrate"
+    model = calibrated_source(out, p)
+    return data_steps(out, shift, with_source=True) + [
+        train("calibrate", "train source", source_prepared(out) / "train", model.parent, s),
+        evaluate("calibrate", "source val", model, source_prepared(out), "val", root / "source_val/Source" / f"seed{s}"),
+        evaluate("calibrate", "target val", model, shift_dir(out, shift) / "prepared/target", "val",
+                 root / "eval/Source" / f"seed{s}")]
 
 
-def needs(steps: list[Step]) -> list[set[int]]:
-    """Per step, the earlier steps it reads: those whose output folder holds one of its input paths
-    (its ``--out`` excluded). A spurious edge only serialises; a missing one cannot occur, because
-    every input of a step is a file an earlier step wrote under its own folder, or prepared data."""
-    outs = [st.done.parent for st in steps]
-    deps: list[set[int]] = []
-    for i, st in enumerate(steps):
-        args = [a for k, a in enumerate(st.argv) if k == 0 or st.argv[k - 1] != "--out"]
-        deps.append({j for j in range(i) if any(a == str(outs[j]) or a.startswith(f"{outs[j]}/") for a in args)})
-    return deps
-
-
-def _start(st: Step, params: Path, quiet: bool) -> subprocess.Popen:
-    argv = [sys.executable, "-m", "stvm", *st.argv, "--params", str(params)] + (["--quiet"] if quiet else [])
-    return subprocess.Popen(argv, stdout=subprocess.DEVNULL)
-
-
-def run(steps: list[Step], params: Path, quiet: bool = False, jobs: int = 1) -> dict[str, float]:
-    """Run the steps not yet done, at most ``jobs`` at a time in list order once their inputs exist;
-    return seconds spent per group (skipped steps: 0; parallel steps each count their own wall time).
-    A failed step stops the others (each resumes from its checkpoint on the next run)."""
-    spent: dict[str, float] = {}
-    todo = [st for st in steps if not st.done.exists()]
-    print(f"benchmark: {len(steps) - len(todo)} of {len(steps)} steps already done"
-          + (f", {jobs} at a time" if jobs > 1 else ""), file=sys.stderr)
-    deps, finished = needs(todo), set()
-    live: dict[int, tuple[subprocess.Popen, float]] = {}
-    while len(finished) < len(todo):
-        for i in [i for i in range(len(todo)) if i not in finished and i not in live and deps[i] <= finished]:
-            if len(live) < jobs:
-                print(f"[{i + 1}/{len(todo)}] {todo[i].name}", file=sys.stderr, flush=True)
-                live[i] = (_start(todo[i], params, quiet), time.perf_counter())
-        i, rc = _wait_any(live)
-        st, (_, t0) = todo[i], live.pop(i)
-        if rc != 0:
-            _stop(live)
-            raise StvmError(st.done.parent, f"benchmark step '{st.name}' failed (exit {rc}); rerun to resume")
-        finished.add(i)
-        spent[st.group] = spent.get(st.group, 0.0) + time.perf_counter() - t0
-        print(f"[{i + 1}/{len(todo)}] {st.name}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
-    return spent
-
-
-def _wait_any(live: dict[int, tuple[subprocess.Popen, float]]) -> tuple[int, int]:
-    """The first running step to end, and its exit status."""
-    while True:
-        for i, (proc, _) in live.items():
-            if proc.poll() is not None:
-                return i, proc.returncode
-        time.sleep(0.2)
-
-
-def _stop(live: dict[int, tuple[subprocess.Popen, float]]) -> None:
-    """Terminate the steps still running (SIGTERM: a stage leaves its last checkpoint) and reap them."""
-    for proc, _ in live.values():
-        proc.terminate()
-    for proc, _ in live.values():
-        proc.wait()
-
-
-def recorded(path: Path, value: dict, what: str) -> dict:
-    """Write ``value`` to ``path`` once; later runs must pass the same (a budget or shift is fixed once)."""
-    if path.is_file():
-        old = read_json(path)
-        if {k: old.get(k) for k in value} != value:
-            raise StvmError(path, f"{what} was fixed as {old}; this run asks for {value} (delete the file to change it)")
-        return old
-    write_json(path, value)
-    return value
+def ablation_steps(p: Params, out: Path) -> list[Step]:
+    """Phase ablation: calibrate's steps (skipped once done), then Source and AdaBN (which no seed
+    changes) and every variant of the params at every seed, at adapt.iterations."""
+    s, root = p.source_seed, out / "ablation"
+    target, model = shift_dir(out, p.synth.shift) / "prepared/target", calibrated_source(out, p)
+    steps = calibrate_steps(p, out) + [
+        evaluate("ablation", "Source", model, target, "val", root / "eval/Source" / f"seed{s}"),
+        *adapt("ablation", "AdaBN", s, model, target, root)]
+    return steps + [st for v in p.variants for seed in p.seeds for st in adapt("ablation", v, seed, model, target, root)]
