@@ -119,7 +119,7 @@ def test_set_reaches_the_trained_model_through_the_cli(tmp_path):
 
     images, labels = write_prepared(tmp_path / "data", n=2)
     path = tmp_path / "p.yaml"
-    path.write_text(yaml.safe_dump({"train_source": {"arch": "deeplabv2_r18", "init": "random", "iterations": 1,
+    path.write_text(yaml.safe_dump({"train_source": {"arch": "deeplabv2_tiny", "init": "random", "iterations": 1,
                                                      "crop": 32, "lr": 0.5}}))
     argv = ["train_source", "--params", str(path), "--images", str(images), "--labels", str(labels), "--quiet"]
     assert main([*argv, "--out", str(tmp_path / "m"), "--set", "train_source.lr=0.0123",
