@@ -27,6 +27,8 @@ from stvm.overrides import apply_override
 from stvm.params_file import read_params_file
 from stvm.variants import VARIANTS
 
+# archs without pretrained weights (stvm.models.deeplab.NO_PRETRAINED; tests/test_config.py checks they agree)
+NO_PRETRAINED = frozenset({"deeplabv2_tiny"})
 SEED_MAX = 2**32 - 1  # NumPy's seed range; torch and Python accept it too
 MAX_SIDE = 8192  # image sides (synth, prepare): stvm.limits.MAX_PIXELS is 8192 x 8192
 SYNTH_MIN_SIDE = 32  # the generator draws a street scene; below this the objects vanish (stvm.data.synth checks it)
@@ -101,7 +103,7 @@ class PrepareParams:
 
 @dataclass(frozen=True)
 class TrainSourceParams:
-    arch: Literal["deeplabv2_r101", "deeplabv3_r50", "deeplabv2_r18", "deeplabv3_r18"] = _f(
+    arch: Literal["deeplabv2_r101", "deeplabv3_r50", "deeplabv2_r18", "deeplabv3_r18", "deeplabv2_tiny"] = _f(
         "deeplabv2_r101", "Segmentation network (paper: DeepLabV2-R101 or DeepLabV3-R50).")
     init: str = _f("imagenet", "Backbone init: imagenet | random | path to a torchvision ResNet state_dict.")
     iterations: int = _f(20000, "Training iterations.", min=1)
@@ -123,6 +125,9 @@ class TrainSourceParams:
             "the learning curve).", empty_ok=True)
 
     def __post_init__(self) -> None:
+        if self.arch in NO_PRETRAINED and self.init == "imagenet":
+            raise StvmError(None, f"train_source.init: {self.arch} has no ImageNet weights (an arch for tests and "
+                                  "smoke runs); set init to random or the path of a state dict of its own layout")
         n = 4 if self.arch.startswith("deeplabv2") else 3
         if self.head_dilations and (len(self.head_dilations) != n or min(self.head_dilations) < 1):
             raise StvmError(None, f"train_source.head_dilations: {self.arch} needs {n} integers >= 1 (or [] for "

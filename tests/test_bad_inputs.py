@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY_PARAMS = """\
 common: {device: cpu}
 prepare: {width: 48, height: 32, workers: 1}
-train_source: {arch: deeplabv2_r18, init: random, iterations: 4, batch_size: 2, crop: 32, log_every: 2,
+train_source: {arch: deeplabv2_tiny, init: random, iterations: 4, batch_size: 2, crop: 32, log_every: 2,
                ckpt_every: 2}
 adapt: {iterations: 2, crop: 32, log_every: 1, ckpt_every: 2, n_f: 16, samples_per_class: 8, buffer_size: 3}
 """

@@ -283,7 +283,7 @@ def test_symlink_loops_with_labels_are_handled_as_without(tmp_path, capsys):
 def test_a_crop_larger_than_the_frames_is_refused(model, tmp_path, capsys, stage):
     images, labels = write_prepared(tmp_path / "data", n=2, size=(64, 32))
     p = params_file(tmp_path, "common: {device: cpu}\n"
-                    "train_source: {arch: deeplabv2_r18, init: random, iterations: 2, batch_size: 2, crop: 512}\n"
+                    "train_source: {arch: deeplabv2_tiny, init: random, iterations: 2, batch_size: 2, crop: 512}\n"
                     "adapt: {iterations: 2, crop: 512, n_f: 16, samples_per_class: 8, buffer_size: 3}\n")
     out = tmp_path / "run"
     args = (["train_source", "--params", p, "--quiet", "--images", images, "--labels", labels, "--out", out]

@@ -1,3 +1,4 @@
+import typing
 from pathlib import Path
 
 import pytest
@@ -118,7 +119,7 @@ def test_set_reaches_the_trained_model_through_the_cli(tmp_path):
 
     images, labels = write_prepared(tmp_path / "data", n=2)
     path = tmp_path / "p.yaml"
-    path.write_text(yaml.safe_dump({"train_source": {"arch": "deeplabv2_r18", "init": "random", "iterations": 1,
+    path.write_text(yaml.safe_dump({"train_source": {"arch": "deeplabv2_tiny", "init": "random", "iterations": 1,
                                                      "crop": 32, "lr": 0.5}}))
     argv = ["train_source", "--params", str(path), "--images", str(images), "--labels", str(labels), "--quiet"]
     assert main([*argv, "--out", str(tmp_path / "m"), "--set", "train_source.lr=0.0123",
@@ -139,6 +140,28 @@ def test_head_dilations_fit_the_arch(arch, dil, ok):
     else:
         with pytest.raises(StvmError, match="train_source.head_dilations"):
             params_from_dict(raw)
+
+
+def test_the_arch_choices_are_the_model_table():
+    from stvm import config
+    from stvm.models import deeplab
+
+    assert set(typing.get_args(typing.get_type_hints(config.TrainSourceParams)["arch"])) == set(deeplab.ARCHS)
+    assert config.NO_PRETRAINED == deeplab.NO_PRETRAINED
+
+
+def test_an_arch_without_imagenet_weights_refuses_init_imagenet_in_one_line(tmp_path, capsys):
+    from stvm.cli import main
+
+    raw = {"train_source": {"arch": "deeplabv2_tiny"}}  # init's default is imagenet
+    with pytest.raises(StvmError, match="train_source.init: deeplabv2_tiny has no ImageNet weights"):
+        params_from_dict(raw)
+    assert params_from_dict({"train_source": {"arch": "deeplabv2_tiny", "init": "random"}}).train_source.init == "random"
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    assert main(["params", "--params", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "train_source.init: deeplabv2_tiny has no ImageNet weights" in err, err
 
 
 PARAMS_DOC = ROOT / "docs/PARAMS.md"

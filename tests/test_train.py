@@ -66,7 +66,7 @@ def test_two_process_ddp_on_cpu(tmp_path):
 
     data = write_prepared(tmp_path / "data")
     params = tmp_path / "p.yaml"
-    params.write_text("common: {device: cpu}\ntrain_source: {arch: deeplabv2_r18, init: random, iterations: 4, "
+    params.write_text("common: {device: cpu}\ntrain_source: {arch: deeplabv2_tiny, init: random, iterations: 4, "
                       "crop: 32, log_every: 2, ckpt_every: 2}\n")
     torchrun = Path(sys.executable).parent / "torchrun"
     cmd = [str(torchrun), "--nproc_per_node", "2", "-m", "stvm", "train_source", "--quiet", "--params", str(params),
@@ -136,7 +136,7 @@ def test_checkpoints_with_nonfinite_weights_are_refused(tmp_path):
     from stvm.models.deeplab import build_model
     from stvm.models.weights import save_model_checkpoint
 
-    model = build_model("deeplabv2_r18", 19)
+    model = build_model("deeplabv2_tiny", 19)
     with torch.no_grad():
         model.classifier.branches[0].weight[0, 0, 0, 0] = float("nan")
     with pytest.raises(StvmError, match="NaN/inf"):

@@ -16,6 +16,9 @@ deeplabv3_r50   torchvision ResNet-50,                         torchvision ``Dee
                 ``replace_stride_with_dilation=[F, T, T]``     (ASPP 12/24/36 + pooling)
 deeplabv2_r18   ResNet-18, caffe convention as deeplabv2_r101  ASPP-v2 (as above)            512
 deeplabv3_r18   ResNet-18, torchvision stem, layer3/4 dilated  ``DeepLabHead(512, C)``       512
+deeplabv2_tiny  deeplabv2_r18 at 1/8 width (8/16/32/64 ch.),   ASPP-v2 (as above)            64
+                for tests and smoke runs: no pretrained
+                weights, its numbers mean nothing
 ==============  =============================================  ============================  =====
 
 Decision: DeepLabV2 backbones are built in the DeepLabV2 *caffe* convention of the public DA
@@ -38,8 +41,12 @@ Caffe's frozen-affine BatchNorm is a training detail and is not reproduced. ``de
 mirrors its big sibling (ceil-mode stem, all blocks of layer3/4 dilated) so the CPU demo exercises
 the same shape path; ``deeplabv3_r18`` uses the torchvision stem. ResNet-18's BasicBlocks cannot
 use torchvision's ``replace_stride_with_dilation``, so ``_dilate_layer`` rewrites the convs. The
-small variants keep full width (no channel reduction): torchvision's ImageNet ResNet-18 weights then
+ResNet-18 variants keep full width (no channel reduction): torchvision's ImageNet ResNet-18 weights then
 still load, and one SGD step (batch 2, 128x128) already takes only about 0.25-0.35 s on 2 CPU cores.
+
+``deeplabv2_tiny`` (after timm's small ``test_*`` models in its real registry): ``deeplabv2_r18`` with
+every channel count / 8, 1/52 of the weights (0.22 M vs 11.5 M), so tests whose subject is not the
+network write about 1 MB, not 45 MB, per network. ``train_source.init: imagenet`` is refused for it.
 """
 
 from __future__ import annotations
@@ -54,24 +61,26 @@ from stvm.errors import StvmError
 resnet = torchvision.models.resnet
 DeepLabHead = torchvision.models.segmentation.deeplabv3.DeepLabHead
 
-ARCHS = ("deeplabv2_r101", "deeplabv3_r50", "deeplabv2_r18", "deeplabv3_r18")
+ARCHS = ("deeplabv2_r101", "deeplabv3_r50", "deeplabv2_r18", "deeplabv3_r18", "deeplabv2_tiny")
 ASPP_V2_DILATIONS = (6, 12, 18, 24)
 ASPP_V3_DILATIONS = (12, 24, 36)  # torchvision DeepLabHead's atrous rates
 # the paper's geometry: 512-pixel crops give 65x65 stride-8 maps, so every tap sees features
 PAPER_MAP_SIDE = 65
-# arch -> (torchvision ResNet depth, DeepLab version, F channels)
-_SPECS: dict[str, tuple[int, int, int]] = {
-    "deeplabv2_r101": (101, 2, 2048),
-    "deeplabv3_r50": (50, 3, 2048),
-    "deeplabv2_r18": (18, 2, 512),
-    "deeplabv3_r18": (18, 3, 512),
+# arch -> (torchvision ResNet depth, DeepLab version, F channels, ResNet base width: torchvision's 64)
+_SPECS: dict[str, tuple[int, int, int, int]] = {
+    "deeplabv2_r101": (101, 2, 2048, 64),
+    "deeplabv3_r50": (50, 3, 2048, 64),
+    "deeplabv2_r18": (18, 2, 512, 64),
+    "deeplabv3_r18": (18, 3, 512, 64),
+    "deeplabv2_tiny": (18, 2, 64, 8),
 }
+NO_PRETRAINED = frozenset({"deeplabv2_tiny"})  # archs without ImageNet weights: for tests and smoke runs
 
 
 class ResNetBackbone(nn.Module):
     """Stem and layer1..4 of a torchvision ResNet; keys as torchvision's, minus ``fc``."""
 
-    def __init__(self, net: resnet.ResNet) -> None:
+    def __init__(self, net: nn.Module) -> None:
         super().__init__()
         self.conv1, self.bn1, self.relu, self.maxpool = net.conv1, net.bn1, net.relu, net.maxpool
         self.layer1, self.layer2 = net.layer1, net.layer2
@@ -187,7 +196,7 @@ def _dilate_layer(layer: nn.Module, dilation: int) -> None:
                 m.dilation = m.padding = (dilation, dilation)
 
 
-def _caffe_stem_and_stride(net: resnet.ResNet) -> None:
+def _caffe_stem_and_stride(net: nn.Module) -> None:
     """DeepLabV2 caffe convention: ceil-mode max-pool; layer2's stride on the first 1x1 conv."""
     net.maxpool.ceil_mode = True
     first = net.layer2[0]
@@ -195,12 +204,33 @@ def _caffe_stem_and_stride(net: resnet.ResNet) -> None:
         first.conv1.stride, first.conv2.stride = (2, 2), (1, 1)
 
 
-def _backbone(depth: int, version: int) -> ResNetBackbone:
+def _narrow_resnet18(base: int) -> nn.Module:
+    """torchvision's ResNet-18 (names, strides, init; no ``fc``) with ``base`` stem channels instead of 64:
+    torchvision's ``ResNet`` fixes 64 (``width_per_group`` is for Bottlenecks only)."""
+    net = nn.Module()
+    net.conv1 = nn.Conv2d(3, base, kernel_size=7, stride=2, padding=3, bias=False)
+    net.bn1, net.relu, net.maxpool = nn.BatchNorm2d(base), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1)
+    for i, (cin, cout, stride) in enumerate(((base, base, 1), (base, 2 * base, 2), (2 * base, 4 * base, 2),
+                                             (4 * base, 8 * base, 2)), start=1):
+        down = None if stride == 1 else nn.Sequential(resnet.conv1x1(cin, cout, stride), nn.BatchNorm2d(cout))
+        net.add_module(f"layer{i}", nn.Sequential(resnet.BasicBlock(cin, cout, stride, down),
+                                                  resnet.BasicBlock(cout, cout)))
+    for m in net.modules():  # torchvision ResNet's init
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.constant_(m.weight, 1)
+            nn.init.constant_(m.bias, 0)
+    return net
+
+
+def _backbone(depth: int, version: int, width: int = 64) -> ResNetBackbone:
     if depth == 50:  # torchvision's own DeepLabV3 backbone
         return ResNetBackbone(
             resnet.resnet50(weights=None, replace_stride_with_dilation=[False, True, True])
         )
-    net = resnet.resnet101(weights=None) if depth == 101 else resnet.resnet18(weights=None)
+    net: nn.Module = resnet.resnet101(weights=None) if depth == 101 else (
+        resnet.resnet18(weights=None) if width == 64 else _narrow_resnet18(width))
     _dilate_layer(net.layer3, 2)
     _dilate_layer(net.layer4, 4)
     if version == 2:
@@ -257,14 +287,14 @@ def build_model(arch: str, num_classes: int, dilations: tuple[int, ...] | None =
     """A randomly initialised model (no pretrained weights, no warning); load weights afterwards.
 
     ``dilations`` is the classifier's geometry (None = the paper's; see ``scaled_dilations``)."""
-    depth, version, channels = _spec(arch)
+    depth, version, channels, width = _spec(arch)
     if num_classes < 1:
         raise StvmError(None, f"num_classes must be >= 1, got {num_classes}")
     head = build_head(arch, channels, num_classes, dilations)
-    return SegModel(arch, num_classes, _backbone(depth, version), head, channels, dilations)
+    return SegModel(arch, num_classes, _backbone(depth, version, width), head, channels, dilations)
 
 
-def _spec(arch: str) -> tuple[int, int, int]:
+def _spec(arch: str) -> tuple[int, int, int, int]:
     if arch not in _SPECS:
         raise StvmError(None, f"unknown arch {arch!r} (choose one of {', '.join(ARCHS)})")
     return _SPECS[arch]

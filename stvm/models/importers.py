@@ -76,8 +76,9 @@ from stvm.models.weights import FORMAT, _load_checked, _unwrap
 from stvm.training import load_checkpoint
 
 CAFFE_MEAN_BGR = (104.00698793, 116.66876762, 122.67891434)  # AdaptSegNet / ADVENT IMG_MEAN
-_ARCH_BY_SPEC = {(2, 101): "deeplabv2_r101", (3, 50): "deeplabv3_r50", (2, 18): "deeplabv2_r18",
-                 (3, 18): "deeplabv3_r18"}
+# (DeepLab version, ResNet depth, stem channels = ResNet base width) -> arch
+_ARCH_BY_SPEC = {(2, 101, 64): "deeplabv2_r101", (3, 50, 64): "deeplabv3_r50", (2, 18, 64): "deeplabv2_r18",
+                 (3, 18, 64): "deeplabv3_r18", (2, 18, 8): "deeplabv2_tiny"}
 _DEPTH_BY_LAYER3 = {23: 101, 6: 50, 2: 18}  # residual blocks in layer3
 TORCHVISION_HEAD = ("classifier.4.weight", "classifier.4.bias")
 
@@ -124,11 +125,13 @@ def infer_arch(state: dict[str, Any], path: Path) -> tuple[str, int]:
         3 if any(k.startswith("classifier.0.convs.") for k in state) else None)
     blocks = {int(m.group(1)) for k in state if (m := re.match(r"backbone\.layer3\.(\d+)\.", k))}
     depth = _DEPTH_BY_LAYER3.get(max(blocks) + 1 if blocks else 0)
-    arch = _ARCH_BY_SPEC.get((version, depth))
+    stem = state.get("backbone.conv1.weight")
+    width = int(stem.shape[0]) if isinstance(stem, Tensor) and stem.dim() == 4 else None
+    arch = _ARCH_BY_SPEC.get((version, depth, width))
     last = state.get("classifier.branches.0.weight" if version == 2 else "classifier.4.weight")
     if arch is None or not isinstance(last, Tensor):
         raise StvmError(path, f"not an stvm DeepLab state dict (DeepLab v{version or '?'}, layer3 with "
-                        f"{len(blocks)} blocks, {len(state)} keys; expected one of {sorted(_ARCH_BY_SPEC.values())})")
+                        f"{len(blocks)} blocks, stem width {width or '?'}, {len(state)} keys; expected one of {sorted(_ARCH_BY_SPEC.values())})")
     return arch, int(last.shape[0])
 
 

@@ -24,11 +24,12 @@ from torch import Tensor
 
 from stvm.digest import file_sha256
 from stvm.errors import StvmError
-from stvm.models.deeplab import ARCHS, SegModel, build_model, check_dilations, paper_dilations
+from stvm.models.deeplab import ARCHS, NO_PRETRAINED, SegModel, build_model, check_dilations, paper_dilations
 from stvm.training import check_finite, load_checkpoint, save_checkpoint
 
 FORMAT = "stvm-model-v1"
 _IMAGENET_ENUMS = {101: "ResNet101_Weights", 50: "ResNet50_Weights", 18: "ResNet18_Weights"}
+# the torchvision ImageNet weights of each arch (none for deeplabv2_tiny: NO_PRETRAINED)
 _DEPTH = {"deeplabv2_r101": 101, "deeplabv3_r50": 50, "deeplabv2_r18": 18, "deeplabv3_r18": 18}
 _SHOW = 8  # keys listed per category in an error message
 MAX_CLASSES = 255  # trainIds are uint8 with 255 = ignore
@@ -132,6 +133,9 @@ def init_backbone(model: SegModel, init: str) -> str:
         )
         return "random init (no pretrained backbone)"
     if init == "imagenet":
+        if model.arch in NO_PRETRAINED:
+            raise StvmError(None, f"{model.arch} has no ImageNet weights (an arch for tests and smoke runs); "
+                                  "use init 'random' or the path of a state dict of its own layout")
         state, desc, where = _imagenet_state(model.arch)
         _load_checked(model.backbone, _backbone_keys(state), where, f"{model.arch} backbone")
         return desc

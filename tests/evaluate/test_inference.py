@@ -177,7 +177,7 @@ def test_flip_pairs_in_one_batch_match_separate_forwards():
     from stvm.models.deeplab import build_model
 
     torch.manual_seed(0)
-    model = build_model("deeplabv2_r18", 19).eval()
+    model = build_model("deeplabv2_tiny", 19).eval()
     x = _image(4, 32, 48)
     batched = predict_probs(model, x, [(32, 48), (40, 60)], [0.75, 1.0], True)
     for i, size in enumerate([(32, 48), (40, 60)]):

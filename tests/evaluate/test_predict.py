@@ -19,7 +19,7 @@ from stvm.models.deeplab import build_model
 from stvm.models.weights import save_model_checkpoint
 from tests.fixtures.frames import jpeg_frames, write_frames
 
-def random_model(path: Path, arch: str = "deeplabv2_r18", seed: int = 0) -> Path:
+def random_model(path: Path, arch: str = "deeplabv2_tiny", seed: int = 0) -> Path:
     torch.manual_seed(seed)
     save_model_checkpoint(build_model(arch, 19), path, protocol=19, stage="test", init="random")
     return path
@@ -82,7 +82,7 @@ def test_prediction_is_the_evaluate_inference_and_reruns_skip_finished_images(tm
     args = ["predict", "--quiet", "--model", str(model), "--images", str(tmp_path / "frames"), "--out",
             str(tmp_path / "pred"), "--scales", "0.75", "1.0", "--flip", "--batch-size", "1"]
     assert run(capsys, *args)["predicted"] == 5
-    net = build_model("deeplabv2_r18", 19)
+    net = build_model("deeplabv2_tiny", 19)
     net.load_state_dict(torch.load(model, weights_only=True)["model"])
     net.eval()
     img = cv2.cvtColor(cv2.imread(str(files[3])), cv2.COLOR_BGR2RGB)
@@ -154,7 +154,7 @@ def test_predict_says_once_the_training_size_and_what_it_does_with_other_sizes(t
     jpeg_frames(tmp_path / "frames", 4)  # 40x24, 36x30, 50x20, 44x28
     torch.manual_seed(0)
     trained = tmp_path / "trained.pt"
-    save_model_checkpoint(build_model("deeplabv2_r18", 19), trained, protocol=19, stage="test", init="random",
+    save_model_checkpoint(build_model("deeplabv2_tiny", 19), trained, protocol=19, stage="test", init="random",
                           input_size=[40, 24])
     imported = random_model(tmp_path / "imported.pt")  # records no training size
     base = ["predict", "--set", "common.threads=1", "--device", "cpu", "--images", str(tmp_path / "frames")]

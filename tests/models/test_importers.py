@@ -79,7 +79,8 @@ def test_stvm_files_of_other_versions(tmp_path):
     assert meta["protocol"] == 16 and meta["stage"] == "import" and loaded.arch == "deeplabv2_r18"
 
 
-@pytest.mark.parametrize("arch", ["deeplabv2_r101", "deeplabv3_r50", "deeplabv2_r18", "deeplabv3_r18"])
+@pytest.mark.parametrize("arch", ["deeplabv2_r101", "deeplabv3_r50", "deeplabv2_r18", "deeplabv3_r18",
+                                  "deeplabv2_tiny"])
 def test_arch_is_read_from_the_keys(arch):
     state = {k: torch.empty(v.shape) for k, v in build_model(arch, 13).state_dict().items()}
     assert infer_arch(state, "f.pt") == (arch, 13)

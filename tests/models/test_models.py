@@ -16,12 +16,13 @@ from stvm.models.deeplab import ARCHS, ASPPv2, build_head, build_model, paper_di
 from stvm.models.importers import CAFFE_MEAN_BGR, import_external_deeplabv2
 from stvm.models.weights import init_backbone, load_model_checkpoint, save_model_checkpoint
 
-SMALL = ("deeplabv2_r18", "deeplabv3_r18")
+SMALL = ("deeplabv2_r18", "deeplabv3_r18", "deeplabv2_tiny")
 CHANNELS = {
     "deeplabv2_r101": 2048,
     "deeplabv3_r50": 2048,
     "deeplabv2_r18": 512,
     "deeplabv3_r18": 512,
+    "deeplabv2_tiny": 64,
 }
 
 
@@ -122,6 +123,41 @@ def test_deeplabv2_uses_the_caffe_convention_and_v3_torchvisions(r101_source):
     assert not v3.maxpool.ceil_mode and v3.layer2[0].conv2.stride == (2, 2)
     assert v3.layer3[0].conv2.dilation == (1, 1) and v3.layer3[1].conv2.dilation == (2, 2)
     assert v3.layer4[0].conv2.dilation == (2, 2) and v3.layer4[1].conv2.dilation == (4, 4)
+
+
+def test_deeplabv2_tiny_is_deeplabv2_r18_at_one_eighth_width():
+    """The same module names, strides, dilations, paddings and head; every channel count / 8 (the image's 3
+    input channels and the class count excepted)."""
+    tiny, r18 = build_model("deeplabv2_tiny", 19), build_model("deeplabv2_r18", 19)
+    ts, rs = tiny.state_dict(), r18.state_dict()
+    assert ts.keys() == rs.keys()
+    for k, t in ts.items():
+        r = rs[k]
+        if t.dim() == 0:  # num_batches_tracked, the head's _extra_state
+            assert torch.equal(t, r), k
+            continue
+        kept = {0} if k.startswith("classifier.") else {1} if k == "backbone.conv1.weight" else set()
+        want = [n if i in kept or i >= 2 else n // 8 for i, n in enumerate(r.shape)]  # (out, in, kh, kw)
+        assert list(t.shape) == want, (k, t.shape, r.shape)
+    convs = {n: m for n, m in r18.named_modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.MaxPool2d))}
+    for name, m in tiny.named_modules():
+        if name in convs:
+            other = convs.pop(name)
+            for attr in ("kernel_size", "stride", "padding", "dilation", "ceil_mode"):
+                assert getattr(m, attr, None) == getattr(other, attr, None), (name, attr)
+    assert not convs
+    assert tiny.feature_channels == 64 and tiny.dilations == r18.dilations == (6, 12, 18, 24)
+    x = torch.randn(1, 3, 40, 48)
+    with torch.no_grad():
+        assert tiny.eval().features(x).shape[-2:] == r18.eval().features(x).shape[-2:]
+    assert sum(p.numel() for p in tiny.parameters()) * 50 < sum(p.numel() for p in r18.parameters())
+
+
+def test_deeplabv2_tiny_has_no_imagenet_weights(monkeypatch, tmp_path):
+    _offline(monkeypatch, tmp_path)  # the refusal comes first: nothing is looked up
+    with pytest.raises(StvmError, match=r"deeplabv2_tiny has no ImageNet weights .*'random'") as err:
+        init_backbone(build_model("deeplabv2_tiny", 4), "imagenet")
+    assert len(str(err.value).splitlines()) == 1
 
 
 # --- ASPP-v2 --------------------------------------------------------------------------------------

@@ -89,6 +89,9 @@ def _tensors(path: Path) -> dict[str, torch.Tensor]:
 def test_tiny_dag_runs_as_sbatch_jobs_and_a_cancelled_adapt_job_resumes_bit_identical(slurm, repo_copy, tmp_path):
     params = yaml.safe_load((repo_copy / "params.yaml").read_text())
     params["adapt"].update(iterations=ITERATIONS, ckpt_every=CKPT_EVERY, log_every=CKPT_EVERY)
+    # the demo's network, not the tiny DAG's deeplabv2_tiny: its adapt steps are slow enough (tens of seconds for
+    # ITERATIONS) for the job to be seen running between checkpoints; deeplabv2_tiny's take about a second in all
+    params["train_source"]["arch"] = yaml.safe_load((ROOT / "params.yaml").read_text())["train_source"]["arch"]
     params["variants"] = ["STvM"]  # one trained variant is enough here (test_run.py runs ST_MT); AdaBN runs once
     (repo_copy / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run([sys.executable, str(ROOT / "tools/slurm_profile.py"), "workflow/profiles/slurm/local.yaml",
