@@ -19,9 +19,12 @@ from stvm.synth_benchmark.steps import Step
 
 
 def check_params(params: Path, out: Path) -> None:
-    """Refuse to resume ``out`` with other params than it was made with (skipped steps would be stale)."""
+    """Refuse to resume ``out`` with other params than it was made with (skipped steps would be stale),
+    and a non-empty ``out`` that no run made (its files would pass for finished steps, or be replaced)."""
     text = params.read_text()
     stamp = out / "params.yaml"
+    if not stamp.is_file() and out.is_dir() and any(out.iterdir()):
+        raise StvmError(out, "not empty and not a synth_benchmark run (no params.yaml): choose a new or empty --out")
     if stamp.is_file():
         if yaml.safe_load(stamp.read_text()) != yaml.safe_load(text):  # the values; comments may change
             raise StvmError(stamp, f"{out} was made with other params than {params}; "

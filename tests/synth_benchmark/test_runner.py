@@ -94,3 +94,15 @@ def test_steps_wait_for_the_steps_they_read(params, tmp_path: Path) -> None:
     assert deps[at("train source (both)")] == {at("prepare source")}
     assert deps[at("target val (old)")] == {at("train source (old)"), at("prepare target shift 0.5")}
     assert at("train source (old)") not in deps[at("train source (crop)")]  # independent: may run at once
+
+
+def test_a_folder_no_run_made_is_refused(tmp_path: Path) -> None:
+    params, out = tmp_path / "a.yaml", tmp_path / "mine"
+    params.write_text("seeds: [0]\n")
+    out.mkdir()
+    (out / "notes.txt").write_text("a user's file")
+    with pytest.raises(StvmError, match="mine: not empty and not a synth_benchmark run"):
+        runner.check_params(params, out)
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]  # nothing written
+    runner.check_params(params, tmp_path / "empty")  # a new folder: made, stamped
+    assert (tmp_path / "empty/params.yaml").read_text() == "seeds: [0]\n"
