@@ -97,3 +97,14 @@ def test_the_calibrated_phases_take_no_budget_and_the_paper_phases_need_the_geom
     with pytest.raises(StvmError, match="do not follow the paper's geometry"):
         phases.run_benchmark(calibrated, CALIBRATED, tmp_path / "o", "all", None, True)
     assert not (tmp_path / "o").exists()  # refused before anything was written
+
+
+def test_the_command_offers_every_phase_of_both_presets() -> None:
+    from collections import defaultdict
+
+    from stvm.cli_parser import build_parser
+
+    parser = build_parser(defaultdict(lambda: lambda args: 0))
+    sub = next(a for a in parser._subparsers._group_actions if a.choices).choices["synth_benchmark"]
+    (phase,) = [a for a in sub._actions if a.dest == "phase"]
+    assert phase.choices == ["all", *plan.PHASES, *plan.CALIBRATED_PHASES]
