@@ -1,4 +1,4 @@
-"""`stvm synth_benchmark`: the synthetic benchmark, end to end, as one resumable command in four phases.
+"""Which stage calls each phase of `stvm synth_benchmark` makes, and where each writes.
 
 Why one command and not the DVC DAG: the benchmark is a measurement of the method, with products
 the pipeline does not make: a geometry table, a shift chosen by a rule, an Oracle trained on
@@ -13,6 +13,10 @@ a step whose output exists is skipped, so an interrupted run resumes. The phases
    ``shift/frozen.json`` before any self-trained variant runs.
 3. ``curves``: mIoU against iterations for the self-trained variants, well past the old budget.
 4. ``table``: Table IV at one budget (``--budget``) fixed from the curves for every variant.
+
+The calibrated preset's phases read the params as they stand (their shift, geometry and budget):
+``calibrate`` (the source model on held-out source frames and on the target) and ``ablation``
+(calibrate's steps, then Source, AdaBN and every variant at every seed).
 """
 
 from __future__ import annotations
